@@ -1,0 +1,140 @@
+//! The HTTP edge (axum): requests in, [`FhirRequest`]s to `dispatch`, [`FhirResponse`]s out.
+//! Body limits and the shape of errors raised before `dispatch` live here too.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::request::{FhirRequest, Method, RequestHeaders, parse_query, split_path};
+use crate::response::FhirResponse;
+use crate::server::FhirServer;
+
+/// The router serving the FHIR API under the base path of the server's base URL.
+pub fn router(server: FhirServer) -> Router {
+    Router::new().fallback(handle).with_state(server)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes open requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+async fn handle(State(server): State<FhirServer>, request: Request) -> Response {
+    let limit = server.config().max_body_bytes;
+    let base = server.config().base_path();
+    match to_fhir_request(request, &base, limit).await {
+        Ok(fhir) => to_http(server.dispatch(fhir).await),
+        Err(error) => to_http(crate::format::apply(
+            FhirResponse::from_error(&error),
+            Default::default(),
+        )),
+    }
+}
+
+async fn to_fhir_request(
+    request: Request,
+    base: &str,
+    limit: usize,
+) -> Result<FhirRequest, ApiError> {
+    let (parts, body) = request.into_parts();
+    let method = Method::parse(parts.method.as_str()).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("Method {} is not supported", parts.method),
+        )
+    })?;
+    let path = parts.uri.path();
+    let relative = match path.strip_prefix(base) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "{path} is outside the FHIR base {base}"
+            )));
+        }
+    };
+    let query = parts.uri.query().map(parse_query).unwrap_or_default();
+    let body = read_body(body, limit).await?;
+    Ok(FhirRequest {
+        method,
+        segments: split_path(relative),
+        query,
+        headers: headers(&parts.headers),
+        body,
+    })
+}
+
+/// Reads a body of at most `limit` bytes. A larger body is read on (and dropped) up to a bound,
+/// so that the client, still sending, receives the `413` instead of a broken connection.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    let drain_bound = limit.saturating_mul(8).max(64 * 1024 * 1024);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > drain_bound {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(too_large(limit));
+    }
+    Ok(buf)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("The request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+fn headers(map: &HeaderMap) -> RequestHeaders {
+    let get = |name: &str| {
+        let values: Vec<&str> = map
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    RequestHeaders {
+        accept: get("accept"),
+        content_type: get("content-type"),
+        prefer: get("prefer"),
+        if_match: get("if-match"),
+        if_none_match: get("if-none-match"),
+        if_none_exist: get("if-none-exist"),
+        if_modified_since: get("if-modified-since"),
+    }
+}
+
+fn to_http(response: FhirResponse) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut http = (status, Body::from(response.body)).into_response();
+    for (name, value) in response.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            http.headers_mut().append(name, value);
+        }
+    }
+    http
+}

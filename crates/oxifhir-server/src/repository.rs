@@ -1,0 +1,311 @@
+//! Resource writes inside a store transaction — versioning, `meta`, validation, index
+//! extraction — shared by single interactions, batch and transaction entries.
+
+use futures::future::BoxFuture;
+use oxifhir_model::json;
+use oxifhir_model::outcome::{Issue, IssueCode, IssueSeverity};
+use oxifhir_model::{Instant, validation};
+use oxifhir_store::{
+    IndexEntries, ResourceVersion, Store, StoreError, StoreTx, VersionWrite, WriteMethod,
+};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::route::truncate;
+
+/// Why a transaction body stopped: a client-facing error, or a store error that may be
+/// retryable.
+#[derive(Debug)]
+pub enum TxFailure {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl From<ApiError> for TxFailure {
+    fn from(e: ApiError) -> Self {
+        TxFailure::Api(e)
+    }
+}
+
+impl From<StoreError> for TxFailure {
+    fn from(e: StoreError) -> Self {
+        TxFailure::Store(e)
+    }
+}
+
+impl From<TxFailure> for ApiError {
+    fn from(f: TxFailure) -> Self {
+        match f {
+            TxFailure::Api(e) => e,
+            TxFailure::Store(e) => e.into(),
+        }
+    }
+}
+
+/// How often a transaction that hit a concurrency conflict is run again.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// Runs `body` in a store transaction and commits it; runs it again from the start when a
+/// concurrent transaction got in the way (the body must therefore own what it needs).
+pub async fn in_transaction<T, F>(store: &dyn Store, mut body: F) -> Result<T, ApiError>
+where
+    F: for<'a> FnMut(&'a mut dyn StoreTx) -> BoxFuture<'a, Result<T, TxFailure>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async {
+            let mut tx = store.begin().await?;
+            let value = body(tx.as_mut()).await?;
+            tx.commit().await?;
+            Ok::<T, TxFailure>(value)
+        }
+        .await;
+        match result {
+            Ok(value) => return Ok(value),
+            Err(TxFailure::Store(e)) if e.is_retryable() && attempt < TRANSACTION_ATTEMPTS => {
+                let backoff = 5u64 * (1 << attempt.min(6)) + (attempt as u64 * 7) % 11;
+                tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+    }
+}
+
+/// Parses and validates a resource body: JSON, an object, a known `resourceType` (equal to
+/// `expected_type` when given), valid R4. Every problem is a `400` naming where it is.
+pub fn parse_resource(
+    body: &[u8],
+    expected_type: Option<&str>,
+) -> Result<Map<String, Value>, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "The request body is empty; a resource is required",
+        ));
+    }
+    let value = json::parse(body).map_err(|e| {
+        ApiError::with_code(
+            ErrorKind::BadRequest,
+            IssueCode::Structure,
+            format!("Malformed JSON: {e}"),
+        )
+    })?;
+    resource_from_value(value, expected_type)
+}
+
+/// As [`parse_resource`], for a value already parsed (a bundle entry's resource).
+pub fn resource_from_value(
+    value: Value,
+    expected_type: Option<&str>,
+) -> Result<Map<String, Value>, ApiError> {
+    let Value::Object(map) = value else {
+        return Err(ApiError::with_code(
+            ErrorKind::BadRequest,
+            IssueCode::Structure,
+            "A resource must be a JSON object",
+        ));
+    };
+    let Some(resource_type) = map.get("resourceType").and_then(Value::as_str) else {
+        return Err(ApiError::with_code(
+            ErrorKind::BadRequest,
+            IssueCode::Required,
+            "The resource has no resourceType",
+        ));
+    };
+    if let Some(expected) = expected_type
+        && resource_type != expected
+    {
+        return Err(ApiError::bad_request(format!(
+            "resourceType '{}' does not match the URL's type '{expected}'",
+            truncate(resource_type, 64)
+        )));
+    }
+    crate::route::known_type(resource_type)?;
+    crate::server::reject_client_writes(resource_type)?;
+    if let Some(id) = map.get("id")
+        && !id.as_str().is_some_and(oxifhir_model::id::is_valid)
+    {
+        return Err(ApiError::bad_request("Resource.id breaks the R4 id rule")
+            .at(format!("{resource_type}.id")));
+    }
+    let value = Value::Object(map);
+    if let Err(issues) = validation::validate(&value) {
+        let issues = issues
+            .into_iter()
+            .map(|i| {
+                Issue::new(IssueSeverity::Error, IssueCode::Structure, i.message)
+                    .with_expression([i.path])
+            })
+            .collect();
+        return Err(ApiError::with_issues(ErrorKind::BadRequest, issues));
+    }
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::internal(
+            "a validated resource stopped being an object",
+        )),
+    }
+}
+
+/// Search index entries of a resource. The full search-parameter extraction plugs in here.
+pub fn index_entries(_resource_type: &str, _resource: &Value) -> IndexEntries {
+    IndexEntries::default()
+}
+
+/// Stores `resource` as a new version of `resource_type/id` after `previous` (`None`: the
+/// first version), setting `id` and `meta`.
+pub async fn write_version(
+    tx: &mut dyn StoreTx,
+    resource_type: &str,
+    id: &str,
+    mut resource: Map<String, Value>,
+    previous: Option<&ResourceVersion>,
+    method: WriteMethod,
+) -> Result<ResourceVersion, TxFailure> {
+    let version_id = previous.map_or(1, |p| p.version_id + 1);
+    let last_updated =
+        Instant::now().max(previous.map_or(Instant::from_millis(0), |p| p.last_updated));
+    json::stamp(&mut resource, id, version_id, last_updated);
+    let value = Value::Object(resource);
+    let index = index_entries(resource_type, &value);
+    let body = json::to_bytes(&value);
+    let write = VersionWrite {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id,
+        last_updated,
+        method,
+        body: body.clone(),
+        previous_version: previous.map(|p| p.version_id),
+        index,
+    };
+    tx.write(write).await?;
+    Ok(ResourceVersion {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id,
+        last_updated,
+        method,
+        body,
+    })
+}
+
+/// The result of an update.
+pub struct Updated {
+    pub version: ResourceVersion,
+    /// True when the update created the resource (first version or after a deletion).
+    pub created: bool,
+}
+
+/// Update (or create-on-update) `resource_type/id`, honouring `If-Match` (`412` on mismatch).
+pub async fn update(
+    tx: &mut dyn StoreTx,
+    resource_type: &str,
+    id: &str,
+    resource: Map<String, Value>,
+    if_match: Option<i64>,
+) -> Result<Updated, TxFailure> {
+    let current = tx.read(resource_type, id).await?;
+    if let Some(expected) = if_match {
+        match &current {
+            Some(c) if c.version_id == expected && !c.is_deleted() => {}
+            Some(c) => {
+                return Err(ApiError::new(
+                    ErrorKind::PreconditionFailed,
+                    format!(
+                        "If-Match: version {expected} expected, current version is {}",
+                        c.version_id
+                    ),
+                )
+                .into());
+            }
+            None => {
+                return Err(ApiError::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("If-Match: {resource_type}/{id} does not exist"),
+                )
+                .into());
+            }
+        }
+    }
+    let created = current.as_ref().is_none_or(ResourceVersion::is_deleted);
+    let version = write_version(
+        tx,
+        resource_type,
+        id,
+        resource,
+        current.as_ref(),
+        WriteMethod::Update,
+    )
+    .await?;
+    Ok(Updated { version, created })
+}
+
+/// What a delete did.
+pub enum Deleted {
+    /// A tombstone was written.
+    Now(ResourceVersion),
+    /// The resource was deleted before; nothing changed.
+    Already(ResourceVersion),
+    /// There never was such a resource.
+    Never,
+}
+
+/// Deletes `resource_type/id` by writing a tombstone version.
+pub async fn delete(
+    tx: &mut dyn StoreTx,
+    resource_type: &str,
+    id: &str,
+) -> Result<Deleted, TxFailure> {
+    let Some(current) = tx.read(resource_type, id).await? else {
+        return Ok(Deleted::Never);
+    };
+    if current.is_deleted() {
+        return Ok(Deleted::Already(current));
+    }
+    let version_id = current.version_id + 1;
+    let last_updated = Instant::now().max(current.last_updated);
+    tx.write(VersionWrite {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id,
+        last_updated,
+        method: WriteMethod::Delete,
+        body: Vec::new(),
+        previous_version: Some(current.version_id),
+        index: IndexEntries::default(),
+    })
+    .await?;
+    Ok(Deleted::Now(ResourceVersion {
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version_id,
+        last_updated,
+        method: WriteMethod::Delete,
+        body: Vec::new(),
+    }))
+}
+
+/// Parses an `If-Match` / `ifMatch` value (`W/"3"`, `"3"` or `3`) into a version id.
+pub fn parse_etag(value: &str) -> Result<i64, ApiError> {
+    let v = value.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
+    v.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid ETag '{}'", truncate(value, 40))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        assert_eq!(parse_etag("W/\"3\"").ok(), Some(3));
+        assert_eq!(parse_etag("\"12\"").ok(), Some(12));
+        assert_eq!(parse_etag("7").ok(), Some(7));
+        assert!(parse_etag("W/\"x\"").is_err());
+        assert!(parse_etag("0").is_err());
+    }
+}

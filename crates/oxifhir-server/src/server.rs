@@ -1,0 +1,157 @@
+//! [`FhirServer`]: the `dispatch` every request goes through, synchronous or not.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use oxifhir_store::Store;
+
+use crate::bundle;
+use crate::config::ServerConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::format;
+use crate::interactions;
+use crate::operations;
+use crate::prefer::Preferences;
+use crate::request::{FhirRequest, Method};
+use crate::response::FhirResponse;
+use crate::route::{self, Interaction};
+
+/// The FHIR API over one store. Cheap to clone.
+#[derive(Clone)]
+pub struct FhirServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+}
+
+impl FhirServer {
+    /// A server answering from `store`.
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        FhirServer {
+            inner: Arc::new(Inner { store, config }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// `{base}/{relative}`.
+    pub fn url(&self, relative: &str) -> String {
+        self.inner.config.url(relative)
+    }
+
+    /// Answers one request: the complete response, formatted as the request asked, errors
+    /// included as `OperationOutcome`s. The same for every caller, so an asynchronous result
+    /// equals the synchronous response.
+    pub async fn dispatch(&self, request: FhirRequest) -> FhirResponse {
+        let format = match format::negotiate(&request) {
+            Ok(format) => format,
+            Err(error) => {
+                return format::apply(FhirResponse::from_error(&error), Default::default());
+            }
+        };
+        let mut response = match self.handle(&request).await {
+            Ok(response) => response,
+            Err(error) => FhirResponse::from_error(&error),
+        };
+        response = format::apply(response, format);
+        if request.method == Method::Head {
+            response.body.clear();
+        }
+        response
+    }
+
+    /// Runs the interaction of `request` (used by `dispatch` and by batch entries).
+    pub(crate) fn handle<'a>(
+        &'a self,
+        request: &'a FhirRequest,
+    ) -> BoxFuture<'a, ApiResult<FhirResponse>> {
+        Box::pin(async move {
+            let prefs = Preferences::parse(request.headers.prefer.as_deref());
+            let interaction = route::route(request)?;
+            self.run(request, prefs, interaction).await
+        })
+    }
+
+    async fn run(
+        &self,
+        request: &FhirRequest,
+        prefs: Preferences,
+        interaction: Interaction,
+    ) -> ApiResult<FhirResponse> {
+        use Interaction as I;
+        let ctx = interactions::Context {
+            server: self,
+            request,
+            prefs,
+        };
+        match interaction {
+            I::Capabilities => interactions::capabilities::capability_statement(&ctx),
+            I::BatchOrTransaction => bundle::process(&ctx).await,
+            I::SearchSystem => interactions::search::search(&ctx, None).await,
+            I::SearchType { resource_type } => {
+                interactions::search::search(&ctx, Some(&resource_type)).await
+            }
+            I::HistorySystem | I::HistoryType { .. } | I::HistoryInstance { .. } => {
+                interactions::history::history(&ctx, interaction).await
+            }
+            I::Read { resource_type, id } => {
+                interactions::read::read(&ctx, &resource_type, &id).await
+            }
+            I::VRead {
+                resource_type,
+                id,
+                version_id,
+            } => interactions::read::vread(&ctx, &resource_type, &id, version_id).await,
+            I::Create { resource_type } => interactions::write::create(&ctx, &resource_type).await,
+            I::Update { resource_type, id } => {
+                interactions::write::update(&ctx, &resource_type, Some(id)).await
+            }
+            I::ConditionalUpdate { resource_type } => {
+                interactions::write::update(&ctx, &resource_type, None).await
+            }
+            I::Patch { resource_type, id } => {
+                interactions::write::patch(&ctx, &resource_type, Some(id)).await
+            }
+            I::ConditionalPatch { resource_type } => {
+                interactions::write::patch(&ctx, &resource_type, None).await
+            }
+            I::Delete { resource_type, id } => {
+                interactions::write::delete(&ctx, &resource_type, Some(id)).await
+            }
+            I::ConditionalDelete { resource_type } => {
+                interactions::write::delete(&ctx, &resource_type, None).await
+            }
+            I::Operation { name, target } => operations::invoke(&ctx, &name, target).await,
+        }
+    }
+}
+
+impl std::fmt::Debug for FhirServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirServer")
+            .field("base_url", &self.inner.config.base_url)
+            .finish()
+    }
+}
+
+/// `Err` for requests that a server-managed type does not take from clients.
+pub(crate) fn reject_client_writes(resource_type: &str) -> ApiResult<()> {
+    if resource_type == oxifhir_model::resource_type::ASYNC_JOB {
+        return Err(ApiError::new(
+            crate::error::ErrorKind::MethodNotAllowed,
+            "AsyncJob resources are managed by the server; start a job with 'Prefer: respond-async'",
+        ));
+    }
+    Ok(())
+}

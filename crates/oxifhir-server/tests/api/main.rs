@@ -1,0 +1,10 @@
+//! HTTP-level tests of the FHIR API. Every test runs against a real server on an ephemeral
+//! port, once on SQLite and once on PostgreSQL (when `OXIFHIR_TEST_POSTGRES` is set).
+
+#[macro_use]
+mod support;
+
+mod bundle;
+mod crud;
+mod input;
+mod search_history;

@@ -1,0 +1,254 @@
+//! The test harness: a server per test on a fresh database, an HTTP client, and the
+//! `fhir_test!` macro that runs a test body on both backends.
+
+use std::sync::Arc;
+
+use oxifhir_server::{FhirServer, ServerConfig, http};
+use oxifhir_store::StoreConfig;
+use serde_json::Value;
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    cleanup: Option<(String, String)>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A response read fully.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl TestServer {
+    /// A server on a fresh SQLite database in a temporary directory.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig::Sqlite {
+            dir: dir.path().to_path_buf(),
+        };
+        let mut s = Self::start(config, "sqlite").await;
+        s._dir = Some(dir);
+        s
+    }
+
+    /// A server on a fresh PostgreSQL schema, or `None` when `OXIFHIR_TEST_POSTGRES` is not
+    /// set. Panics when it is set and the database cannot be reached: the suite must fail,
+    /// not skip.
+    pub async fn postgres() -> Option<Self> {
+        let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+            eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping the PostgreSQL variant");
+            return None;
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let config = StoreConfig::Postgres {
+            url: url.clone(),
+            schema: Some(schema.clone()),
+        };
+        let mut s = Self::start(config, "postgres").await;
+        s.cleanup = Some((url, schema));
+        Some(s)
+    }
+
+    async fn start(config: StoreConfig, backend: &'static str) -> Self {
+        let store = oxifhir_store::open(&config)
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}/fhir");
+        let server_config = ServerConfig {
+            base_url: base.clone(),
+            max_body_bytes: 1024 * 1024,
+            ..Default::default()
+        };
+        let server = FhirServer::new(Arc::clone(&store), server_config);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let router = http::router(server.clone());
+        tokio::spawn(async move {
+            let _ = http::serve(listener, router, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        TestServer {
+            base,
+            client,
+            cleanup: None,
+            shutdown: Some(tx),
+            _dir: None,
+        }
+    }
+
+    /// Stops the server and drops the PostgreSQL schema.
+    pub async fn finish(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some((url, schema)) = self.cleanup.take()
+            && let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await;
+        }
+    }
+
+    /// `{base}/{path}`.
+    pub fn url(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}/{}", self.base, path.trim_start_matches('/'))
+        }
+    }
+
+    /// Sends a request with optional headers and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("body").to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `GET`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, &[], None).await
+    }
+
+    /// A request with a FHIR JSON body.
+    pub async fn with_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut all = vec![("content-type", "application/fhir+json")];
+        all.extend_from_slice(headers);
+        self.send(
+            method,
+            path,
+            &all,
+            Some(serde_json::to_vec(body).expect("json")),
+        )
+        .await
+    }
+
+    /// `POST` a FHIR JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.with_json("POST", path, body, &[]).await
+    }
+
+    /// `PUT` a FHIR JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.with_json("PUT", path, body, &[]).await
+    }
+
+    /// `DELETE`.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, &[], None).await
+    }
+
+    /// Creates a resource and returns it as stored (panics unless `201`).
+    pub async fn create(&self, body: &Value) -> Value {
+        let t = body["resourceType"].as_str().expect("resourceType");
+        let r = self.post(t, body).await;
+        assert_eq!(r.status, 201, "create failed: {}", r.text());
+        r.json()
+    }
+}
+
+/// Defines a test that runs on SQLite and on PostgreSQL.
+macro_rules! fhir_test {
+    ($(#[$meta:meta])* async fn $name:ident($s:ident: &TestServer) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use crate::support::*;
+
+            async fn run($s: &TestServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let s = TestServer::sqlite().await;
+                run(&s).await;
+                s.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if let Some(s) = TestServer::postgres().await {
+                    run(&s).await;
+                    s.finish().await;
+                }
+            }
+        }
+    };
+}
+
+/// The first issue's `details.text` of an OperationOutcome body.
+pub fn outcome_text(reply: &Reply) -> String {
+    let v = reply.json();
+    assert_eq!(
+        v["resourceType"], "OperationOutcome",
+        "not an OperationOutcome: {v}"
+    );
+    v["issue"][0]["details"]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}

@@ -1,0 +1,101 @@
+//! Persistence for oxifhir: versioned FHIR resources, their search index, and (later) jobs,
+//! behind one [`Store`] trait with two backends side by side — [`sqlite`] (embedded, the
+//! default) and [`postgres`] (many nodes sharing one database).
+//!
+//! The store knows nothing about HTTP. It stores the exact bytes it is given and hands them
+//! back unchanged; FHIR REST semantics (version numbering, conditional interactions, bundle
+//! processing) live above it and reach it through [`StoreTx`].
+
+mod cursor;
+mod error;
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+mod types;
+
+pub use error::{StoreError, StoreResult};
+pub use types::*;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// Where a store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// An embedded SQLite database in this directory (created when missing).
+    Sqlite { dir: std::path::PathBuf },
+    /// A PostgreSQL database; `schema`, when given, is created if missing and used for
+    /// every table (tests give each run its own schema).
+    Postgres { url: String, schema: Option<String> },
+}
+
+/// Opens (and migrates) the store described by `config`.
+pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    match config {
+        StoreConfig::Sqlite { dir } => Ok(Arc::new(sqlite::SqliteStore::open(dir).await?)),
+        StoreConfig::Postgres { url, schema } => Ok(Arc::new(
+            postgres::PostgresStore::open(url, schema.as_deref()).await?,
+        )),
+    }
+}
+
+/// Read access and transactions over versioned resources. Implemented by every backend.
+///
+/// Reads outside a transaction see committed data only.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and benchmark tables: `sqlite` or `postgres`.
+    fn backend_name(&self) -> &'static str;
+
+    /// Starts a write transaction. All writes go through one; it is serializable (PostgreSQL
+    /// `SERIALIZABLE`, SQLite `BEGIN IMMEDIATE` on the single writer connection). Dropping it
+    /// without [`StoreTx::commit`] rolls it back.
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+
+    /// The current version of a resource, including a deletion tombstone; `None` if the id was
+    /// never used for this type.
+    async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>>;
+
+    /// One specific version (a tombstone for a deletion); `None` if there is no such version.
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> StoreResult<Option<ResourceVersion>>;
+
+    /// A page of history, newest first.
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<HistoryPage>;
+
+    /// A page of current, not deleted resources matching `query`.
+    async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage>;
+}
+
+/// One write transaction. Reads inside it see its own writes.
+#[async_trait]
+pub trait StoreTx: Send {
+    /// As [`Store::read`], inside this transaction.
+    async fn read(&mut self, resource_type: &str, id: &str)
+    -> StoreResult<Option<ResourceVersion>>;
+
+    /// As [`Store::vread`], inside this transaction.
+    async fn vread(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> StoreResult<Option<ResourceVersion>>;
+
+    /// As [`Store::search`], inside this transaction.
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage>;
+
+    /// Stores a new version and makes it current, replacing its search index entries.
+    ///
+    /// Fails with [`StoreError::VersionConflict`] unless the current version is exactly
+    /// `write.previous_version` (`None`: the id must not exist yet for this type).
+    async fn write(&mut self, write: VersionWrite) -> StoreResult<()>;
+
+    /// Makes every write of this transaction durable and visible, or none of them.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}

@@ -1,0 +1,334 @@
+//! The PostgreSQL backend: `tokio-postgres` connections in a `deadpool-postgres` pool,
+//! statements prepared once per connection (`prepare_cached`), and write transactions at
+//! `SERIALIZABLE`.
+//!
+//! With a schema, every pooled connection starts with `search_path=<schema>` (startup option),
+//! so the SQL never names the schema.
+//!
+//! A transaction owns its pooled connection through a [`Lease`]: committed, the connection
+//! goes back to the pool; dropped uncommitted, a task runs `ROLLBACK` before giving it back;
+//! and if that cannot happen (no runtime, a failed rollback), the connection is closed
+//! instead of being returned with an open transaction.
+
+mod history;
+mod schema;
+mod search;
+mod write;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use crate::sql::Param;
+use crate::{
+    HistoryPage, HistoryQuery, ResourceVersion, SearchPage, SearchQuery, Store, StoreError,
+    StoreResult, StoreTx, VersionWrite,
+};
+
+/// Most connections one store keeps open.
+const POOL_SIZE: usize = 16;
+
+/// How long to wait for a new connection, and for a free one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgres://` URL or key-value string), creates `schema` when
+    /// given (names must match `[a-z0-9_]+`) and migrates it.
+    pub async fn open(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(schema) = schema {
+            schema::validate_schema_name(schema)?;
+            let options = match config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => {
+                    format!("{existing} -c search_path={schema}")
+                }
+                _ => format!("-c search_path={schema}"),
+            };
+            config.options(options);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot build connection pool: {e}")))?;
+        let store = PostgresStore { pool };
+        schema::migrate(store.lease().await?, schema).await?;
+        Ok(store)
+    }
+
+    async fn lease(&self) -> StoreResult<Lease> {
+        Ok(Lease(Some(self.pool.get().await.map_err(map_pool_err)?)))
+    }
+
+    async fn client(&self) -> StoreResult<Object> {
+        self.pool.get().await.map_err(map_pool_err)
+    }
+
+    /// Number of search index rows per table (in the order of the `IndexEntries` fields) for
+    /// one resource. For tests.
+    #[doc(hidden)]
+    pub async fn debug_index_counts(&self, resource_type: &str, id: &str) -> StoreResult<[i64; 7]> {
+        write::index_counts(&*self.client().await?, resource_type, id).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+        let lease = self.lease().await?;
+        lease
+            .client()?
+            .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            .await
+            .map_err(map_err)?;
+        Ok(Box::new(PostgresTx { lease: Some(lease) }))
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
+        search::read(&*self.client().await?, resource_type, id).await
+    }
+
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        search::vread(&*self.client().await?, resource_type, id, version_id).await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<HistoryPage> {
+        history::history(&*self.client().await?, query).await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
+        search::search(&*self.client().await?, query).await
+    }
+}
+
+/// A pooled connection that is closed, not returned to the pool, unless [`Lease::release`]
+/// says it is clean (no transaction open).
+pub(crate) struct Lease(Option<Object>);
+
+impl Lease {
+    fn client(&self) -> StoreResult<&Object> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("connection already released".into()))
+    }
+
+    /// Returns the connection to the pool.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            // Detached from the pool, the connection closes when dropped.
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// A `SERIALIZABLE` transaction on one pooled connection.
+struct PostgresTx {
+    /// `None` once committed.
+    lease: Option<Lease>,
+}
+
+impl PostgresTx {
+    fn client(&self) -> StoreResult<&Object> {
+        self.lease
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?
+            .client()
+    }
+}
+
+impl Drop for PostgresTx {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        // Without a runtime the lease closes the connection, which rolls back too.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let rolled_back = match lease.client() {
+                    Ok(client) => client.batch_execute("ROLLBACK").await.is_ok(),
+                    Err(_) => false,
+                };
+                if rolled_back {
+                    lease.release();
+                }
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl StoreTx for PostgresTx {
+    async fn read(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        search::read(self.client()?, resource_type, id).await
+    }
+
+    async fn vread(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        search::vread(self.client()?, resource_type, id, version_id).await
+    }
+
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage> {
+        search::search(self.client()?, query).await
+    }
+
+    async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {
+        write::write(self.client()?, &write).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.client()?
+            .batch_execute("COMMIT")
+            .await
+            .map_err(map_err)?;
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+        Ok(())
+        // On failure, `Drop` rolls back and returns the connection.
+    }
+}
+
+/// Maps a driver error into the store's terms: serialization failure and deadlock →
+/// retryable, connection problems → unavailable, the rest → backend.
+pub(crate) fn map_err(e: tokio_postgres::Error) -> StoreError {
+    let text = describe(&e);
+    if let Some(code) = e.code() {
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        {
+            return StoreError::Retryable(text);
+        }
+        let c = code.code();
+        if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300") {
+            return StoreError::Unavailable(text);
+        }
+        return StoreError::Backend(text);
+    }
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        return StoreError::Unavailable(text);
+    }
+    StoreError::Backend(text)
+}
+
+/// The error with its chain of causes (the driver's `Display` leaves out the cause).
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn map_pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => {
+            // A connection that cannot be made is the database being unreachable.
+            match map_err(e) {
+                StoreError::Backend(text) => StoreError::Unavailable(text),
+                other => other,
+            }
+        }
+        PoolError::Timeout(kind) => {
+            StoreError::Unavailable(format!("connection pool timeout: {kind:?}"))
+        }
+        PoolError::Closed => StoreError::Unavailable("connection pool closed".into()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// True for a unique violation of a versioned key (`history (resource_type, id, version_id)`
+/// or the `resources` primary key).
+pub(crate) fn is_version_key_violation(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::UNIQUE_VIOLATION
+            && matches!(
+                db.constraint(),
+                Some("history_version_key" | "resources_pkey")
+            )
+    })
+}
+
+/// Bind parameters as the driver takes them.
+pub(crate) fn driver_params(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn ToSql + Sync + Send> {
+            match p {
+                Param::Int(n) => Box::new(*n),
+                Param::Text(t) => Box::new(t.clone()),
+                Param::TextList(list) => Box::new(list.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Borrows [`driver_params`] for a query call.
+pub(crate) fn param_refs(params: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}

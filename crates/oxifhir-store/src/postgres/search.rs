@@ -1,0 +1,107 @@
+//! PostgreSQL reads: by id, by version, and searches over current resources.
+
+use deadpool_postgres::ClientWrapper;
+use oxifhir_model::Instant;
+use tokio_postgres::Row;
+
+use super::{driver_params, map_err, param_refs};
+use crate::sql::{self, Dialect, RowData, Sql, VERSION_COLUMNS};
+use crate::{ResourceVersion, SearchPage, SearchQuery, StoreResult};
+
+/// Decodes a row selected with [`VERSION_COLUMNS`].
+pub(super) fn row_data(row: &Row) -> StoreResult<RowData> {
+    let code: &str = row.try_get(4).map_err(map_err)?;
+    Ok(RowData {
+        version: ResourceVersion {
+            resource_type: row.try_get(0).map_err(map_err)?,
+            id: row.try_get(1).map_err(map_err)?,
+            version_id: row.try_get(2).map_err(map_err)?,
+            last_updated: Instant::from_millis(row.try_get(3).map_err(map_err)?),
+            method: sql::method_from_code(code)?,
+            body: row.try_get(5).map_err(map_err)?,
+        },
+        seq: row.try_get(6).map_err(map_err)?,
+    })
+}
+
+/// Runs a statement selecting [`VERSION_COLUMNS`] and decodes every row.
+pub(super) async fn rows(client: &ClientWrapper, statement: &Sql) -> StoreResult<Vec<RowData>> {
+    let prepared = client
+        .prepare_cached(&statement.text)
+        .await
+        .map_err(map_err)?;
+    let params = driver_params(&statement.params);
+    let found = client
+        .query(&prepared, &param_refs(&params))
+        .await
+        .map_err(map_err)?;
+    found.iter().map(row_data).collect()
+}
+
+/// Runs a `SELECT count(*)` statement.
+pub(super) async fn count(client: &ClientWrapper, statement: &Sql) -> StoreResult<i64> {
+    let prepared = client
+        .prepare_cached(&statement.text)
+        .await
+        .map_err(map_err)?;
+    let params = driver_params(&statement.params);
+    let row = client
+        .query_one(&prepared, &param_refs(&params))
+        .await
+        .map_err(map_err)?;
+    row.try_get(0).map_err(map_err)
+}
+
+/// The current version of a resource (tombstones included).
+pub(super) async fn read(
+    client: &ClientWrapper,
+    resource_type: &str,
+    id: &str,
+) -> StoreResult<Option<ResourceVersion>> {
+    let prepared = client
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM resources WHERE resource_type = $1 AND id = $2"
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = client
+        .query_opt(&prepared, &[&resource_type, &id])
+        .await
+        .map_err(map_err)?;
+    row.map(|r| row_data(&r).map(|d| d.version)).transpose()
+}
+
+/// One version of a resource.
+pub(super) async fn vread(
+    client: &ClientWrapper,
+    resource_type: &str,
+    id: &str,
+    version_id: i64,
+) -> StoreResult<Option<ResourceVersion>> {
+    let prepared = client
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM history \
+             WHERE resource_type = $1 AND id = $2 AND version_id = $3"
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = client
+        .query_opt(&prepared, &[&resource_type, &id, &version_id])
+        .await
+        .map_err(map_err)?;
+    row.map(|r| row_data(&r).map(|d| d.version)).transpose()
+}
+
+/// A page of current, not deleted resources.
+pub(super) async fn search(client: &ClientWrapper, query: &SearchQuery) -> StoreResult<SearchPage> {
+    let plan = sql::plan_search(Dialect::Postgres, query)?;
+    let found = match &plan.page {
+        Some(page) => rows(client, page).await?,
+        None => Vec::new(),
+    };
+    let total = match &plan.total {
+        Some(total) => Some(count(client, total).await?),
+        None => None,
+    };
+    Ok(sql::finish_search(query, found, total))
+}

@@ -1,0 +1,298 @@
+//! The embedded SQLite backend: one file `oxifhir.db` in WAL mode, one writer connection
+//! behind an async mutex (every [`StoreTx`] holds it from `BEGIN IMMEDIATE` to commit or
+//! rollback), and a small pool of reader connections for reads outside transactions.
+//!
+//! SQLite calls block, so they run on tokio's blocking pool (`spawn_blocking`), never on the
+//! async worker threads. A transaction moves its connection guard into each blocking call
+//! and takes it back afterwards.
+
+mod history;
+mod schema;
+mod search;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::types::{ToSql, ToSqlOutput};
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
+
+use crate::sql::Param;
+use crate::{
+    HistoryPage, HistoryQuery, ResourceVersion, SearchPage, SearchQuery, Store, StoreError,
+    StoreResult, StoreTx, VersionWrite,
+};
+
+/// Number of reader connections.
+const READERS: usize = 4;
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database `oxifhir.db` in `dir` (both created when missing) and migrates it.
+    pub async fn open(dir: &Path) -> StoreResult<Self> {
+        let dir = dir.to_path_buf();
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let path = dir.join("oxifhir.db");
+            let mut writer = schema::connect(&path, false)?;
+            schema::migrate(&mut writer)?;
+            let mut readers = Vec::with_capacity(READERS);
+            for _ in 0..READERS {
+                readers.push(schema::connect(&path, true)?);
+            }
+            Ok(SqliteStore {
+                writer: Arc::new(Mutex::new(writer)),
+                readers: Arc::new(ReaderPool {
+                    path,
+                    idle: std::sync::Mutex::new(readers),
+                    permits: Arc::new(Semaphore::new(READERS)),
+                }),
+            })
+        })
+        .await
+    }
+
+    /// Number of search index rows per table (in [`crate::sql::INDEX_TABLES`] order) for one
+    /// resource. For tests.
+    #[doc(hidden)]
+    pub async fn debug_index_counts(&self, resource_type: &str, id: &str) -> StoreResult<[i64; 7]> {
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.readers
+            .run(move |conn| write::index_counts(conn, &resource_type, &id))
+            .await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+        let guard = self.writer.clone().lock_owned().await;
+        let mut tx = SqliteTx { conn: Some(guard) };
+        tx.run(|conn| {
+            // A transaction whose future was cancelled mid-call may have left one open.
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK").map_err(map_err)?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)
+        })
+        .await?;
+        Ok(Box::new(tx))
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.readers
+            .run(move |conn| search::read(conn, &resource_type, &id))
+            .await
+    }
+
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.readers
+            .run(move |conn| search::vread(conn, &resource_type, &id, version_id))
+            .await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<HistoryPage> {
+        let query = query.clone();
+        self.readers
+            .run(move |conn| history::history(conn, &query))
+            .await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
+        let query = query.clone();
+        self.readers
+            .run(move |conn| search::search(conn, &query))
+            .await
+    }
+}
+
+/// A write transaction on the writer connection.
+struct SqliteTx {
+    /// `None` only while a blocking call holds it, or after commit.
+    conn: Option<OwnedMutexGuard<Connection>>,
+}
+
+impl SqliteTx {
+    async fn run<T, F>(&mut self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let mut guard = self
+            .conn
+            .take()
+            .ok_or_else(|| StoreError::Backend("transaction already finished".to_owned()))?;
+        let (guard, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut guard);
+            (guard, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("SQLite task failed: {e}")))?;
+        self.conn = Some(guard);
+        result
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        // Rolling back a WAL transaction only discards pages held in memory: cheap enough
+        // to do right here rather than on the blocking pool.
+        if let Some(conn) = self.conn.take()
+            && !conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "SQLite rollback failed");
+        }
+    }
+}
+
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn read(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.run(move |conn| search::read(conn, &resource_type, &id))
+            .await
+    }
+
+    async fn vread(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.run(move |conn| search::vread(conn, &resource_type, &id, version_id))
+            .await
+    }
+
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage> {
+        let query = query.clone();
+        self.run(move |conn| search::search(conn, &query)).await
+    }
+
+    async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {
+        self.run(move |conn| write::write(conn, &write)).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.run(|conn| conn.execute_batch("COMMIT").map_err(map_err))
+            .await
+        // On failure, `Drop` rolls back what is left of the transaction.
+    }
+}
+
+/// Reader connections handed out one per blocking call.
+struct ReaderPool {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+    /// One permit per reader connection.
+    permits: Arc<Semaphore>,
+}
+
+impl ReaderPool {
+    /// Runs `f` on a reader connection on the blocking pool.
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Backend(format!("reader pool closed: {e}")))?;
+        let pool = self.clone();
+        blocking(move || {
+            let _permit = permit;
+            let popped = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            // A connection lost to a panic is replaced here.
+            let conn = match popped {
+                Some(conn) => conn,
+                None => schema::connect(&pool.path, true)?,
+            };
+            let result = f(&conn);
+            pool.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+    }
+}
+
+/// Runs a blocking closure on tokio's blocking pool.
+async fn blocking<T, F>(f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("SQLite task failed: {e}")))?
+}
+
+/// Maps a SQLite error into the store's terms (busy/locked → retryable, unopenable →
+/// unavailable, the rest → backend).
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Retryable(e.to_string())
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// True for a violated `UNIQUE`/`PRIMARY KEY` constraint.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Param::Int(n) => ToSqlOutput::from(*n),
+            Param::Text(t) => ToSqlOutput::from(t.as_str()),
+            Param::TextList(list) => ToSqlOutput::from(
+                serde_json::to_string(list)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            ),
+        })
+    }
+}

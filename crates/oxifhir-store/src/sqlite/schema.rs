@@ -1,0 +1,180 @@
+//! The SQLite schema as embedded, versioned migrations, and the connection settings.
+//!
+//! Migrations run inside `BEGIN IMMEDIATE` on the writer connection, so several processes
+//! opening the same database at once apply each migration exactly once: the first takes the
+//! write lock, the others wait (`busy_timeout`) and then find it recorded in
+//! `schema_migrations`.
+//!
+//! Index tables are keyed by `(resource_type, id)` of the current version: a write replaces
+//! all rows of its resource, a deletion removes them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::map_err;
+use crate::StoreResult;
+
+/// How long a connection waits for a lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection (search shapes vary with their conditions).
+const STATEMENT_CACHE: usize = 128;
+
+/// The migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Never edit a released one:
+/// append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: resources, history and the search index.
+    "
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version_id INTEGER NOT NULL,
+        last_updated INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        body BLOB NOT NULL,
+        CONSTRAINT history_version_key UNIQUE (resource_type, id, version_id)
+    );
+    CREATE INDEX history_system_idx ON history (last_updated DESC, seq DESC);
+    CREATE INDEX history_type_idx ON history (resource_type, last_updated DESC, seq DESC);
+
+    CREATE TABLE resources (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version_id INTEGER NOT NULL,
+        last_updated INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        body BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (resource_type, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX resources_seq_idx ON resources (resource_type, seq);
+    CREATE INDEX resources_updated_idx ON resources (resource_type, last_updated, seq);
+    CREATE INDEX resources_all_seq_idx ON resources (seq);
+
+    CREATE TABLE idx_string (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        normalized TEXT NOT NULL, exact TEXT NOT NULL
+    );
+    CREATE INDEX idx_string_res ON idx_string (resource_type, id);
+    CREATE INDEX idx_string_val ON idx_string (resource_type, param, normalized);
+
+    CREATE TABLE idx_token (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        system TEXT, code TEXT, text TEXT
+    );
+    CREATE INDEX idx_token_res ON idx_token (resource_type, id);
+    CREATE INDEX idx_token_val ON idx_token (resource_type, param, code, system);
+
+    CREATE TABLE idx_reference (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        target_type TEXT, target_id TEXT, url TEXT NOT NULL
+    );
+    CREATE INDEX idx_reference_res ON idx_reference (resource_type, id);
+    CREATE INDEX idx_reference_val ON idx_reference (resource_type, param, target_id, target_type);
+    CREATE INDEX idx_reference_target ON idx_reference (target_type, target_id);
+    CREATE INDEX idx_reference_url ON idx_reference (resource_type, param, url);
+
+    CREATE TABLE idx_date (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL
+    );
+    CREATE INDEX idx_date_res ON idx_date (resource_type, id);
+    CREATE INDEX idx_date_val ON idx_date (resource_type, param, start_ms, end_ms);
+
+    CREATE TABLE idx_number (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL
+    );
+    CREATE INDEX idx_number_res ON idx_number (resource_type, id);
+    CREATE INDEX idx_number_val ON idx_number (resource_type, param, value);
+
+    CREATE TABLE idx_quantity (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL,
+        value REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
+        system TEXT, code TEXT, unit TEXT
+    );
+    CREATE INDEX idx_quantity_res ON idx_quantity (resource_type, id);
+    CREATE INDEX idx_quantity_val ON idx_quantity (resource_type, param, code, value);
+
+    CREATE TABLE idx_uri (
+        resource_type TEXT NOT NULL, id TEXT NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL
+    );
+    CREATE INDEX idx_uri_res ON idx_uri (resource_type, id);
+    CREATE INDEX idx_uri_val ON idx_uri (resource_type, param, value);
+    ",
+];
+
+/// Opens a connection with the store's settings.
+///
+/// WAL with `synchronous=NORMAL`: a committed transaction survives a crash of the process,
+/// but a power loss or OS crash may lose the last transactions before the next checkpoint
+/// (the database itself stays consistent).
+pub(crate) fn connect(path: &Path, reader: bool) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;
+         PRAGMA mmap_size = 268435456;",
+    )
+    .map_err(map_err)?;
+    if reader {
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(map_err)?;
+    }
+    Ok(conn)
+}
+
+/// Applies the migrations this database has not seen yet; returns the schema version.
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<i64> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+    let result = apply_pending(conn);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.execute_batch(end).map_err(map_err);
+    let version = result?;
+    ended?;
+    Ok(version)
+}
+
+fn apply_pending(conn: &Connection) -> StoreResult<i64> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+    )
+    .map_err(map_err)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+    let mut version = current;
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let number = i64::try_from(index).unwrap_or(i64::MAX - 1) + 1;
+        if number <= current {
+            continue;
+        }
+        conn.execute_batch(migration).map_err(map_err)?;
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            (number, oxifhir_model::Instant::now().millis()),
+        )
+        .map_err(map_err)?;
+        version = number;
+    }
+    Ok(version)
+}

@@ -1,0 +1,257 @@
+//! The data the store takes and gives: resource versions, index entries, queries and pages.
+
+use oxifhir_model::Instant;
+
+/// How a version came to be; history entries report it as `request.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WriteMethod {
+    /// `POST`: the first version, id chosen by the server.
+    Create,
+    /// `PUT`: a new version, or a first version with the client's id.
+    Update,
+    /// `DELETE`: a tombstone; the resource reads as gone.
+    Delete,
+}
+
+impl WriteMethod {
+    /// The stable one-letter code stored in the database.
+    pub fn code(self) -> &'static str {
+        match self {
+            WriteMethod::Create => "C",
+            WriteMethod::Update => "U",
+            WriteMethod::Delete => "D",
+        }
+    }
+
+    /// Parses [`WriteMethod::code`].
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "C" => Some(WriteMethod::Create),
+            "U" => Some(WriteMethod::Update),
+            "D" => Some(WriteMethod::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceVersion {
+    pub resource_type: String,
+    pub id: String,
+    /// 1 for the first version, then +1 for each write (deletions included).
+    pub version_id: i64,
+    /// `meta.lastUpdated` of this version.
+    pub last_updated: Instant,
+    pub method: WriteMethod,
+    /// The exact minified JSON accepted for this version; empty for a deletion.
+    pub body: Vec<u8>,
+}
+
+impl ResourceVersion {
+    /// True for a deletion tombstone.
+    pub fn is_deleted(&self) -> bool {
+        self.method == WriteMethod::Delete
+    }
+}
+
+/// A new version to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionWrite {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: i64,
+    pub last_updated: Instant,
+    pub method: WriteMethod,
+    /// Exact minified JSON with `id` and `meta` set; empty for a deletion.
+    pub body: Vec<u8>,
+    /// The version that must be current before this write; `None` if the id must be unused.
+    pub previous_version: Option<i64>,
+    /// Search index entries of this version (empty for a deletion).
+    pub index: IndexEntries,
+}
+
+/// The search index values extracted from one resource version, by parameter type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexEntries {
+    pub strings: Vec<StringEntry>,
+    pub tokens: Vec<TokenEntry>,
+    pub references: Vec<ReferenceEntry>,
+    pub dates: Vec<DateEntry>,
+    pub numbers: Vec<NumberEntry>,
+    pub quantities: Vec<QuantityEntry>,
+    pub uris: Vec<UriEntry>,
+}
+
+impl IndexEntries {
+    /// Total number of entries of every type.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+            + self.tokens.len()
+            + self.references.len()
+            + self.dates.len()
+            + self.numbers.len()
+            + self.quantities.len()
+            + self.uris.len()
+    }
+
+    /// True when there is no entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A `string` parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringEntry {
+    pub param: String,
+    /// Lower-cased, accents removed: what default and `:contains` searches compare.
+    pub normalized: String,
+    /// The value as written, for `:exact`.
+    pub exact: String,
+}
+
+/// A `token` parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    /// Display text, normalized like [`StringEntry::normalized`], for `:text`.
+    pub text: Option<String>,
+}
+
+/// A `reference` parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceEntry {
+    pub param: String,
+    /// Resource type of a literal `Type/id` (relative or under the server's base), if any.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    /// The reference as written (absolute URLs, canonicals).
+    pub url: String,
+}
+
+/// A `date` parameter value as the range it covers, in milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateEntry {
+    pub param: String,
+    /// First millisecond covered.
+    pub start: i64,
+    /// Last millisecond covered (inclusive).
+    pub end: i64,
+}
+
+/// A `number` parameter value with the range its precision implies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberEntry {
+    pub param: String,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A `quantity` parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityEntry {
+    pub param: String,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// A `uri` parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriEntry {
+    pub param: String,
+    pub value: String,
+}
+
+/// What a search selects: all given conditions hold (AND).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SearchQuery {
+    /// Types to search; empty means every type.
+    pub resource_types: Vec<String>,
+    pub conditions: Vec<Condition>,
+    /// Sort keys in order; the store always breaks ties by a stable internal order.
+    pub sort: Vec<SortKey>,
+    /// Page size.
+    pub count: usize,
+    /// Continue after this cursor (from [`SearchPage::next`]).
+    pub cursor: Option<String>,
+    /// Also compute the total number of matches.
+    pub with_total: bool,
+}
+
+/// One search condition over current, not deleted resources.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// The logical id is one of these.
+    IdIn(Vec<String>),
+    /// The logical id is none of these.
+    IdNotIn(Vec<String>),
+    /// `meta.lastUpdated` lies in `[from, to)` (milliseconds; open ends when `None`).
+    LastUpdated { from: Option<i64>, to: Option<i64> },
+    /// `meta.lastUpdated` lies outside `[from, to)`.
+    LastUpdatedNot { from: i64, to: i64 },
+    /// Any of the conditions holds.
+    Any(Vec<Condition>),
+}
+
+/// A sort key; `descending` reverses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+/// Fields a search can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    Id,
+    LastUpdated,
+}
+
+/// A page of search matches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchPage {
+    pub resources: Vec<ResourceVersion>,
+    /// Cursor for the following page, if there are more matches.
+    pub next: Option<String>,
+    /// Number of matches in all pages, when asked for.
+    pub total: Option<u64>,
+}
+
+/// Which resources a history covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance { resource_type: String, id: String },
+}
+
+/// A history request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions with `lastUpdated >= since` (milliseconds).
+    pub since: Option<i64>,
+    /// Only versions with `lastUpdated < before` (milliseconds).
+    pub before: Option<i64>,
+    /// Page size.
+    pub count: usize,
+    /// Continue after this cursor (from [`HistoryPage::next`]).
+    pub cursor: Option<String>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    pub versions: Vec<ResourceVersion>,
+    pub next: Option<String>,
+    /// Number of versions in all pages.
+    pub total: u64,
+}

@@ -1,0 +1,403 @@
+//! Create, read, vread, update, delete, version conflicts, transactions and index upkeep.
+
+use oxifhir_store::{
+    DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, SearchQuery, StoreError,
+    StringEntry, TokenEntry, UriEntry,
+};
+
+use crate::harness::{Harness, WriteExt, body, delete, put, write};
+
+async fn create_read_vread(h: Harness) {
+    let store = h.store.as_ref();
+    write(store, put("Patient", "a", 1, 1_000))
+        .await
+        .expect("create");
+
+    let current = store
+        .read("Patient", "a")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(current.version_id, 1);
+    assert_eq!(current.last_updated.millis(), 1_000);
+    assert_eq!(current.body, body("Patient", "a", 1));
+    assert!(!current.is_deleted());
+    assert_eq!(
+        store.vread("Patient", "a", 1).await.expect("vread"),
+        Some(current)
+    );
+    assert_eq!(store.vread("Patient", "a", 2).await.expect("vread"), None);
+    assert_eq!(store.read("Patient", "b").await.expect("read"), None);
+    assert_eq!(store.read("Observation", "a").await.expect("read"), None);
+
+    // A second store on the same database sees it (migrations are idempotent).
+    let again = h.reopen().await;
+    assert_eq!(
+        again
+            .read("Patient", "a")
+            .await
+            .expect("read")
+            .map(|v| v.version_id),
+        Some(1)
+    );
+}
+
+async fn update_delete_recreate(h: Harness) {
+    let store = h.store.as_ref();
+    write(store, put("Patient", "a", 1, 1_000))
+        .await
+        .expect("create");
+    write(store, put("Patient", "a", 2, 2_000))
+        .await
+        .expect("update");
+    write(store, delete("Patient", "a", 3, 3_000))
+        .await
+        .expect("delete");
+
+    let tombstone = store
+        .read("Patient", "a")
+        .await
+        .expect("read")
+        .expect("tombstone");
+    assert!(tombstone.is_deleted());
+    assert_eq!(tombstone.version_id, 3);
+    assert!(tombstone.body.is_empty());
+    let v2 = store
+        .vread("Patient", "a", 2)
+        .await
+        .expect("vread")
+        .expect("v2");
+    assert_eq!(v2.body, body("Patient", "a", 2));
+    assert!(
+        store
+            .vread("Patient", "a", 3)
+            .await
+            .expect("vread")
+            .expect("v3")
+            .is_deleted()
+    );
+
+    write(store, put("Patient", "a", 4, 4_000))
+        .await
+        .expect("recreate");
+    let current = store
+        .read("Patient", "a")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!((current.version_id, current.is_deleted()), (4, false));
+}
+
+async fn version_conflicts(h: Harness) {
+    let store = h.store.as_ref();
+    write(store, put("Patient", "a", 1, 1_000))
+        .await
+        .expect("create");
+
+    let err = write(store, put("Patient", "a", 1, 2_000))
+        .await
+        .expect_err("duplicate create");
+    assert!(
+        matches!(
+            &err,
+            StoreError::VersionConflict {
+                expected: None,
+                found: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = write(store, put("Patient", "a", 6, 2_000))
+        .await
+        .expect_err("stale update");
+    assert!(
+        matches!(
+            &err,
+            StoreError::VersionConflict {
+                expected: Some(5),
+                found: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = write(store, put("Patient", "b", 2, 2_000))
+        .await
+        .expect_err("update of nothing");
+    assert!(
+        matches!(
+            &err,
+            StoreError::VersionConflict {
+                expected: Some(1),
+                found: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let current = store
+        .read("Patient", "a")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(
+        (current.version_id, current.last_updated.millis()),
+        (1, 1_000)
+    );
+    assert_eq!(store.read("Patient", "b").await.expect("read"), None);
+}
+
+async fn rollback_on_drop(h: Harness) {
+    let store = h.store.as_ref();
+    {
+        let mut tx = store.begin().await.expect("begin");
+        tx.write(put("Patient", "a", 1, 1_000))
+            .await
+            .expect("write a");
+        tx.write(put("Patient", "b", 1, 1_000))
+            .await
+            .expect("write b");
+        // Dropped without commit.
+    }
+    // A failed write leaves the transaction usable for rollback too.
+    {
+        let mut tx = store.begin().await.expect("begin");
+        tx.write(put("Patient", "c", 1, 1_000))
+            .await
+            .expect("write c");
+        tx.write(put("Patient", "c", 1, 1_000))
+            .await
+            .expect_err("conflict");
+    }
+    for id in ["a", "b", "c"] {
+        assert_eq!(store.read("Patient", id).await.expect("read"), None, "{id}");
+    }
+    let history = store
+        .history(&oxifhir_store::HistoryQuery {
+            scope: oxifhir_store::HistoryScope::System,
+            since: None,
+            before: None,
+            count: 10,
+            cursor: None,
+        })
+        .await
+        .expect("history");
+    assert_eq!(history.total, 0);
+    assert_eq!(h.index_counts("Patient", "a").await, [0; 7]);
+
+    write(store, put("Patient", "a", 1, 1_000))
+        .await
+        .expect("write after rollback");
+    assert!(store.read("Patient", "a").await.expect("read").is_some());
+}
+
+async fn reads_inside_tx_see_its_writes(h: Harness) {
+    let store = h.store.as_ref();
+    write(store, put("Patient", "a", 1, 1_000))
+        .await
+        .expect("create a");
+    let mut tx = store.begin().await.expect("begin");
+    tx.write(put("Patient", "a", 2, 2_000))
+        .await
+        .expect("update a");
+    tx.write(put("Patient", "b", 1, 2_000))
+        .await
+        .expect("create b");
+
+    assert_eq!(
+        tx.read("Patient", "a")
+            .await
+            .expect("read")
+            .map(|v| v.version_id),
+        Some(2)
+    );
+    assert_eq!(
+        tx.vread("Patient", "b", 1)
+            .await
+            .expect("vread")
+            .map(|v| v.version_id),
+        Some(1)
+    );
+    let all = SearchQuery {
+        count: 10,
+        ..SearchQuery::default()
+    };
+    assert_eq!(tx.search(&all).await.expect("search").resources.len(), 2);
+
+    assert_eq!(
+        store
+            .read("Patient", "a")
+            .await
+            .expect("read")
+            .map(|v| v.version_id),
+        Some(1)
+    );
+    assert_eq!(store.read("Patient", "b").await.expect("read"), None);
+    assert_eq!(store.search(&all).await.expect("search").resources.len(), 1);
+
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        store
+            .read("Patient", "a")
+            .await
+            .expect("read")
+            .map(|v| v.version_id),
+        Some(2)
+    );
+    assert_eq!(store.search(&all).await.expect("search").resources.len(), 2);
+}
+
+fn entries(strings: usize) -> IndexEntries {
+    let string = |i: usize| StringEntry {
+        param: "name".into(),
+        normalized: format!("name{i}"),
+        exact: format!("Name{i}"),
+    };
+    IndexEntries {
+        strings: (0..strings).map(string).collect(),
+        tokens: vec![TokenEntry {
+            param: "identifier".into(),
+            system: Some("urn:sys".into()),
+            code: Some("123".into()),
+            text: None,
+        }],
+        references: vec![ReferenceEntry {
+            param: "general-practitioner".into(),
+            target_type: Some("Practitioner".into()),
+            target_id: Some("p1".into()),
+            url: "Practitioner/p1".into(),
+        }],
+        dates: vec![DateEntry {
+            param: "birthdate".into(),
+            start: 0,
+            end: 86_399_999,
+        }],
+        numbers: vec![NumberEntry {
+            param: "n".into(),
+            value: 1.5,
+            low: 1.45,
+            high: 1.55,
+        }],
+        quantities: vec![QuantityEntry {
+            param: "q".into(),
+            value: 2.0,
+            low: 1.5,
+            high: 2.5,
+            system: Some("http://unitsofmeasure.org".into()),
+            code: Some("kg".into()),
+            unit: None,
+        }],
+        uris: vec![UriEntry {
+            param: "url".into(),
+            value: "http://example.org".into(),
+        }],
+    }
+}
+
+async fn index_entries_are_replaced(h: Harness) {
+    let store = h.store.as_ref();
+    write(
+        store,
+        put("Patient", "other", 1, 500).with_index(entries(1)),
+    )
+    .await
+    .expect("other");
+    write(store, put("Patient", "a", 1, 1_000).with_index(entries(2)))
+        .await
+        .expect("create");
+    assert_eq!(h.index_counts("Patient", "a").await, [2, 1, 1, 1, 1, 1, 1]);
+
+    let only_strings = IndexEntries {
+        strings: entries(3).strings,
+        ..IndexEntries::default()
+    };
+    write(
+        store,
+        put("Patient", "a", 2, 2_000).with_index(only_strings),
+    )
+    .await
+    .expect("update");
+    assert_eq!(h.index_counts("Patient", "a").await, [3, 0, 0, 0, 0, 0, 0]);
+
+    write(store, delete("Patient", "a", 3, 3_000))
+        .await
+        .expect("delete");
+    assert_eq!(h.index_counts("Patient", "a").await, [0; 7]);
+    assert_eq!(
+        h.index_counts("Patient", "other").await,
+        [1, 1, 1, 1, 1, 1, 1]
+    );
+
+    write(store, put("Patient", "a", 4, 4_000).with_index(entries(1)))
+        .await
+        .expect("recreate");
+    assert_eq!(h.index_counts("Patient", "a").await, [1, 1, 1, 1, 1, 1, 1]);
+}
+
+/// Two transactions write the same next version at once: exactly one commits.
+async fn concurrent_writers_one_wins(h: Harness) {
+    write(h.store.as_ref(), put("Patient", "a", 1, 1_000))
+        .await
+        .expect("create");
+    for (version, id) in [(2, "a"), (1, "fresh")] {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let mut tasks = Vec::new();
+        for n in 0..2 {
+            let (store, barrier) = (h.store.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let attempt = async {
+                    let mut tx = store.begin().await?;
+                    // On PostgreSQL both transactions are open here; on SQLite the single
+                    // writer lets only one in at a time, so the barrier is skipped there.
+                    if store.backend_name() == "postgres" {
+                        tx.read("Patient", id).await?;
+                        barrier.wait().await;
+                    }
+                    tx.write(put("Patient", id, version, 2_000 + n)).await?;
+                    tx.commit().await
+                };
+                attempt.await
+            }));
+        }
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(()) => ok += 1,
+                Err(StoreError::VersionConflict { .. } | StoreError::Retryable(_)) => {}
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "{id}");
+        let current = h
+            .store
+            .read("Patient", id)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(current.version_id, version);
+    }
+}
+
+/// Several processes starting at once on a new database migrate it exactly once.
+async fn concurrent_open_migrates_once(h: Harness) {
+    let stores = h.open_concurrently(4).await;
+    write(stores[0].as_ref(), put("Patient", "a", 1, 1_000))
+        .await
+        .expect("write");
+    for store in &stores {
+        let found = store.read("Patient", "a").await.expect("read");
+        assert_eq!(found.map(|v| v.version_id), Some(1));
+    }
+}
+
+store_tests!(
+    concurrent_open_migrates_once,
+    create_read_vread,
+    update_delete_recreate,
+    version_conflicts,
+    rollback_on_drop,
+    reads_inside_tx_see_its_writes,
+    index_entries_are_replaced,
+    concurrent_writers_one_wins,
+);

@@ -1,0 +1,30 @@
+//! The `oxifhir` command: `serve` runs the FHIR server, `migrate` prepares a database, `bench`
+//! measures it.
+
+mod bench;
+mod cli;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("oxifhir: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("oxifhir: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
