@@ -63,7 +63,12 @@ where
         .await;
         match result {
             Ok(value) => return Ok(value),
-            Err(TxFailure::Store(e)) if e.is_retryable() && attempt < TRANSACTION_ATTEMPTS => {
+            // A version conflict means a concurrent write got in first: running the body again
+            // sees it (and then honours `If-Match`, or writes the next version).
+            Err(TxFailure::Store(e))
+                if (e.is_retryable() || matches!(e, StoreError::VersionConflict { .. }))
+                    && attempt < TRANSACTION_ATTEMPTS =>
+            {
                 let backoff = 5u64 * (1 << attempt.min(6)) + (attempt as u64 * 7) % 11;
                 tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
             }

@@ -223,7 +223,7 @@ fn synthetic_patient(i: usize) -> Vec<u8> {
         "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": format!("MRN{i:08}")}],
         "active": true,
         "name": [{"use": "official", "family": families[i % 8], "given": [givens[(i / 8) % 8]]}],
-        "gender": if i % 2 == 0 { "female" } else { "male" },
+        "gender": if i.is_multiple_of(2) { "female" } else { "male" },
         "birthDate": format!("{}-{:02}-{:02}", 1930 + i % 90, 1 + i % 12, 1 + i % 28),
         "address": [{"line": [format!("{} Main St", i % 999)], "city": "Springfield", "postalCode": format!("{:05}", i % 99999)}],
     });
