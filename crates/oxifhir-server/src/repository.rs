@@ -6,7 +6,7 @@ use oxifhir_model::json;
 use oxifhir_model::outcome::{Issue, IssueCode, IssueSeverity};
 use oxifhir_model::{Instant, validation};
 use oxifhir_store::{
-    IndexEntries, ResourceVersion, Store, StoreError, StoreTx, VersionWrite, WriteMethod,
+    IndexEntries, Isolation, ResourceVersion, Store, StoreError, StoreTx, VersionWrite, WriteMethod,
 };
 use serde_json::{Map, Value};
 
@@ -47,7 +47,11 @@ const TRANSACTION_ATTEMPTS: u32 = 8;
 
 /// Runs `body` in a store transaction and commits it; runs it again from the start when a
 /// concurrent transaction got in the way (the body must therefore own what it needs).
-pub async fn in_transaction<T, F>(store: &dyn Store, mut body: F) -> Result<T, ApiError>
+pub async fn in_transaction<T, F>(
+    store: &dyn Store,
+    isolation: Isolation,
+    mut body: F,
+) -> Result<T, ApiError>
 where
     F: for<'a> FnMut(&'a mut dyn StoreTx) -> BoxFuture<'a, Result<T, TxFailure>>,
 {
@@ -55,7 +59,7 @@ where
     loop {
         attempt += 1;
         let result = async {
-            let mut tx = store.begin().await?;
+            let mut tx = store.begin(isolation).await?;
             let value = body(tx.as_mut()).await?;
             tx.commit().await?;
             Ok::<T, TxFailure>(value)

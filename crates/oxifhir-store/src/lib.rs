@@ -48,10 +48,10 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and benchmark tables: `sqlite` or `postgres`.
     fn backend_name(&self) -> &'static str;
 
-    /// Starts a write transaction. All writes go through one; it is serializable (PostgreSQL
-    /// `SERIALIZABLE`, SQLite `BEGIN IMMEDIATE` on the single writer connection). Dropping it
-    /// without [`StoreTx::commit`] rolls it back.
-    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>>;
+    /// Starts a write transaction. All writes go through one. SQLite transactions are always
+    /// serial (`BEGIN IMMEDIATE` on the single writer connection); on PostgreSQL `isolation`
+    /// chooses the level. Dropping it without [`StoreTx::commit`] rolls it back.
+    async fn begin(&self, isolation: Isolation) -> StoreResult<Box<dyn StoreTx>>;
 
     /// The current version of a resource, including a deletion tombstone; `None` if the id was
     /// never used for this type.
@@ -70,6 +70,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of current, not deleted resources matching `query`.
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage>;
+}
+
+/// How isolated a write transaction is from concurrent ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every read and write as if transactions ran one after another. Needed when a decision
+    /// rests on a search (conditional interactions, transactions, scheduling).
+    Serializable,
+    /// Enough for writes whose only precondition is the current version of the resource they
+    /// write: the version keys make concurrent writers of one resource conflict anyway, and
+    /// unrelated writers do not abort each other.
+    VersionChecked,
 }
 
 /// One write transaction. Reads inside it see its own writes.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use oxifhir_model::OperationOutcome;
 use oxifhir_model::id::new_id;
-use oxifhir_store::{ResourceVersion, StoreTx, WriteMethod};
+use oxifhir_store::{Isolation, ResourceVersion, StoreTx, WriteMethod};
 use serde_json::{Map, Value};
 
 use super::references::{conditional_references, rewrite};
@@ -86,7 +86,7 @@ pub(super) async fn process(
         .collect::<ApiResult<Vec<_>>>()?;
     let config = ctx.server.config().clone();
     let ret = ctx.prefs.return_;
-    let results = in_transaction(ctx.server.store(), |tx| {
+    let results = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
         let (plan, config) = (plan.clone(), config.clone());
         Box::pin(async move { execute(tx, &config, plan, ret).await })
     })

@@ -3,7 +3,7 @@
 
 use oxifhir_model::OperationOutcome;
 use oxifhir_model::id::new_id;
-use oxifhir_store::{ResourceVersion, WriteMethod};
+use oxifhir_store::{Isolation, ResourceVersion, WriteMethod};
 use serde_json::{Map, Value};
 
 use super::search::conditional_matches;
@@ -24,7 +24,12 @@ pub async fn create(ctx: &Context<'_>, resource_type: &str) -> ApiResult<FhirRes
     let id = new_id();
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
-    let outcome = in_transaction(ctx.server.store(), |tx| {
+    let isolation = if criteria.is_some() {
+        Isolation::Serializable
+    } else {
+        Isolation::VersionChecked
+    };
+    let outcome = in_transaction(ctx.server.store(), isolation, |tx| {
         let (rt, id, resource, criteria, config) = (
             rt.clone(),
             id.clone(),
@@ -105,7 +110,12 @@ pub async fn update(
     };
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
-    let updated = in_transaction(ctx.server.store(), |tx| {
+    let isolation = if criteria.is_some() || create_only {
+        Isolation::Serializable
+    } else {
+        Isolation::VersionChecked
+    };
+    let updated = in_transaction(ctx.server.store(), isolation, |tx| {
         let (rt, id, body_id, resource, criteria, config) =
             (rt.clone(), id.clone(), body_id.clone(), resource.clone(), criteria.clone(), config.clone());
         Box::pin(async move {
@@ -177,7 +187,12 @@ pub async fn patch(
         .unwrap_or_default();
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
-    let updated = in_transaction(ctx.server.store(), |tx| {
+    let isolation = if id.is_some() {
+        Isolation::VersionChecked
+    } else {
+        Isolation::Serializable
+    };
+    let updated = in_transaction(ctx.server.store(), isolation, |tx| {
         let (rt, id, patch, criteria, config) = (
             rt.clone(),
             id.clone(),
@@ -245,7 +260,12 @@ pub async fn delete(
         .unwrap_or_default();
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
-    let deleted = in_transaction(ctx.server.store(), |tx| {
+    let isolation = if id.is_some() {
+        Isolation::VersionChecked
+    } else {
+        Isolation::Serializable
+    };
+    let deleted = in_transaction(ctx.server.store(), isolation, |tx| {
         let (rt, id, criteria, config) = (rt.clone(), id.clone(), criteria.clone(), config.clone());
         Box::pin(async move {
             let id = match id {

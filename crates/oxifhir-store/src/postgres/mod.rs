@@ -27,8 +27,8 @@ use tokio_postgres::types::ToSql;
 
 use crate::sql::Param;
 use crate::{
-    HistoryPage, HistoryQuery, ResourceVersion, SearchPage, SearchQuery, Store, StoreError,
-    StoreResult, StoreTx, VersionWrite,
+    HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
+    StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Most connections one store keeps open.
@@ -112,11 +112,14 @@ impl Store for PostgresStore {
         "postgres"
     }
 
-    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+    async fn begin(&self, isolation: Isolation) -> StoreResult<Box<dyn StoreTx>> {
         let lease = self.lease().await?;
         lease
             .client()?
-            .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            .batch_execute(match isolation {
+                Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+                Isolation::VersionChecked => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            })
             .await
             .map_err(map_err)?;
         Ok(Box::new(PostgresTx { lease: Some(lease) }))
@@ -233,15 +236,12 @@ impl StoreTx for PostgresTx {
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        self.client()?
-            .batch_execute("COMMIT")
-            .await
-            .map_err(map_err)?;
+        let result = self.client()?.batch_execute("COMMIT").await;
+        // A failed COMMIT ends the transaction too, so there is nothing to roll back.
         if let Some(lease) = self.lease.take() {
             lease.release();
         }
-        Ok(())
-        // On failure, `Drop` rolls back and returns the connection.
+        result.map_err(map_err)
     }
 }
 

@@ -21,8 +21,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use crate::sql::Param;
 use crate::{
-    HistoryPage, HistoryQuery, ResourceVersion, SearchPage, SearchQuery, Store, StoreError,
-    StoreResult, StoreTx, VersionWrite,
+    HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
+    StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Number of reader connections.
@@ -86,7 +86,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn begin(&self) -> StoreResult<Box<dyn StoreTx>> {
+    async fn begin(&self, _isolation: Isolation) -> StoreResult<Box<dyn StoreTx>> {
         let guard = self.writer.clone().lock_owned().await;
         let mut tx = SqliteTx { conn: Some(guard) };
         tx.run(|conn| {

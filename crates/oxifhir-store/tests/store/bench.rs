@@ -2,6 +2,7 @@
 //!
 //! Run with `cargo test -p oxifhir-store --release --test store bench -- --nocapture`.
 
+use oxifhir_store::Isolation;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Harness, put};
@@ -9,7 +10,7 @@ use crate::harness::{Harness, put};
 async fn reads_by_id_per_second(h: Harness) {
     let store = h.store.as_ref();
     const N: usize = 1_000;
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin(Isolation::Serializable).await.expect("begin");
     for n in 0..N {
         tx.write(put("Patient", &format!("b{n}"), 1, 1_000))
             .await

@@ -1,5 +1,6 @@
 //! Create, read, vread, update, delete, version conflicts, transactions and index upkeep.
 
+use oxifhir_store::Isolation;
 use oxifhir_store::{
     DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, SearchQuery, StoreError,
     StringEntry, TokenEntry, UriEntry,
@@ -151,7 +152,7 @@ async fn version_conflicts(h: Harness) {
 async fn rollback_on_drop(h: Harness) {
     let store = h.store.as_ref();
     {
-        let mut tx = store.begin().await.expect("begin");
+        let mut tx = store.begin(Isolation::Serializable).await.expect("begin");
         tx.write(put("Patient", "a", 1, 1_000))
             .await
             .expect("write a");
@@ -162,7 +163,7 @@ async fn rollback_on_drop(h: Harness) {
     }
     // A failed write leaves the transaction usable for rollback too.
     {
-        let mut tx = store.begin().await.expect("begin");
+        let mut tx = store.begin(Isolation::Serializable).await.expect("begin");
         tx.write(put("Patient", "c", 1, 1_000))
             .await
             .expect("write c");
@@ -197,7 +198,7 @@ async fn reads_inside_tx_see_its_writes(h: Harness) {
     write(store, put("Patient", "a", 1, 1_000))
         .await
         .expect("create a");
-    let mut tx = store.begin().await.expect("begin");
+    let mut tx = store.begin(Isolation::Serializable).await.expect("begin");
     tx.write(put("Patient", "a", 2, 2_000))
         .await
         .expect("update a");
@@ -347,7 +348,7 @@ async fn concurrent_writers_one_wins(h: Harness) {
             let (store, barrier) = (h.store.clone(), barrier.clone());
             tasks.push(tokio::spawn(async move {
                 let attempt = async {
-                    let mut tx = store.begin().await?;
+                    let mut tx = store.begin(Isolation::Serializable).await?;
                     // On PostgreSQL both transactions are open here; on SQLite the single
                     // writer lets only one in at a time, so the barrier is skipped there.
                     if store.backend_name() == "postgres" {

@@ -1,5 +1,6 @@
 //! A store per test, on either backend, plus helpers to write versions.
 
+use oxifhir_store::Isolation;
 use std::sync::Arc;
 
 use oxifhir_model::Instant;
@@ -167,7 +168,7 @@ pub fn delete(resource_type: &str, id: &str, version: i64, millis: i64) -> Versi
 
 /// Writes one version in its own transaction.
 pub async fn write(store: &dyn Store, write: VersionWrite) -> StoreResult<()> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin(Isolation::Serializable).await?;
     tx.write(write).await?;
     tx.commit().await
 }
