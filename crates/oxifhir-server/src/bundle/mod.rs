@@ -115,6 +115,19 @@ pub async fn process(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
             return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry"));
         }
     };
+    // bdl-7: fullUrl must be unique in a Bundle.
+    let mut full_urls = std::collections::HashSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some(url) = entry.get("fullUrl").and_then(Value::as_str)
+            && !full_urls.insert(url)
+        {
+            return Err(ApiError::bad_request(format!(
+                "Bundle.entry[{i}].fullUrl '{}' appears more than once (bdl-7)",
+                truncate(url, 120)
+            ))
+            .at(format!("Bundle.entry[{i}].fullUrl")));
+        }
+    }
     let base = ctx.server.config().base_url.clone();
     let parsed: Vec<ApiResult<EntryRequest>> = entries
         .into_iter()

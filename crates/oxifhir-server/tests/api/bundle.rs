@@ -198,3 +198,15 @@ fhir_test! {
         assert_eq!(r.status, 400);
     }
 }
+
+fhir_test! {
+    async fn duplicate_full_urls_are_rejected(s: &TestServer) {
+        let b = bundle("transaction", vec![
+            entry("POST", "Patient", Some(json!({"resourceType": "Patient"})), Some("urn:uuid:aaaaaaaa-0000-0000-0000-000000000003")),
+            entry("POST", "Patient", Some(json!({"resourceType": "Patient"})), Some("urn:uuid:aaaaaaaa-0000-0000-0000-000000000003")),
+        ]);
+        let r = s.post("", &b).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(total(s, "Patient").await, 0);
+    }
+}
