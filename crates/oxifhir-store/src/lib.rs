@@ -108,6 +108,28 @@ pub trait StoreTx: Send {
     /// `write.previous_version` (`None`: the id must not exist yet for this type).
     async fn write(&mut self, write: VersionWrite) -> StoreResult<()>;
 
+    /// The current versions of many resources, in the order of `keys` (as [`StoreTx::read`]
+    /// each, in one round trip where the backend can).
+    async fn read_many(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<Option<ResourceVersion>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (resource_type, id) in keys {
+            out.push(self.read(resource_type, id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stores several versions in order (as [`StoreTx::write`] each, in one round trip where
+    /// the backend can); stops at the first failure.
+    async fn write_many(&mut self, writes: Vec<VersionWrite>) -> StoreResult<()> {
+        for write in writes {
+            self.write(write).await?;
+        }
+        Ok(())
+    }
+
     /// Makes every write of this transaction durable and visible, or none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -35,6 +35,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(DatabaseArgs),
+    /// Load NDJSON files and Bundles into a database or a running server.
+    Import(crate::import::ImportArgs),
     /// Measure create and read throughput and latency on SQLite (and PostgreSQL).
     Bench(crate::bench::BenchArgs),
 }
@@ -94,7 +96,7 @@ pub struct ServeArgs {
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
 pub fn init_logging(format: &LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -109,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::serve(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Import(args) => crate::import::run(args).await,
         Command::Migrate(args) => {
             let store = oxifhir_store::open(&args.store_config()).await?;
             tracing::info!(backend = store.backend_name(), "schema is up to date");

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod import;
 mod serve;
 
 use clap::Parser;

@@ -206,6 +206,24 @@ impl StoreTx for SqliteTx {
         self.run(move |conn| write::write(conn, &write)).await
     }
 
+    async fn read_many(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<Option<ResourceVersion>>> {
+        let keys = keys.to_vec();
+        self.run(move |conn| {
+            keys.iter()
+                .map(|(resource_type, id)| search::read(conn, resource_type, id))
+                .collect()
+        })
+        .await
+    }
+
+    async fn write_many(&mut self, writes: Vec<VersionWrite>) -> StoreResult<()> {
+        self.run(move |conn| writes.iter().try_for_each(|w| write::write(conn, w)))
+            .await
+    }
+
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.run(|conn| conn.execute_batch("COMMIT").map_err(map_err))
             .await
