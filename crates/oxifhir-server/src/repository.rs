@@ -161,16 +161,15 @@ pub fn index_entries(_resource_type: &str, _resource: &Value) -> IndexEntries {
     IndexEntries::default()
 }
 
-/// Stores `resource` as a new version of `resource_type/id` after `previous` (`None`: the
-/// first version), setting `id` and `meta`.
-pub async fn write_version(
-    tx: &mut dyn StoreTx,
+/// The write that stores `resource` as the version of `resource_type/id` after `previous`
+/// (`None`: the first version), with `id` and `meta` set, and the version it creates.
+pub fn next_version(
     resource_type: &str,
     id: &str,
     mut resource: Map<String, Value>,
     previous: Option<&ResourceVersion>,
     method: WriteMethod,
-) -> Result<ResourceVersion, TxFailure> {
+) -> (VersionWrite, ResourceVersion) {
     let version_id = previous.map_or(1, |p| p.version_id + 1);
     let last_updated =
         Instant::now().max(previous.map_or(Instant::from_millis(0), |p| p.last_updated));
@@ -178,25 +177,111 @@ pub async fn write_version(
     let value = Value::Object(resource);
     let index = index_entries(resource_type, &value);
     let body = json::to_bytes(&value);
-    let write = VersionWrite {
+    let version = ResourceVersion {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
         version_id,
         last_updated,
         method,
         body: body.clone(),
-        previous_version: previous.map(|p| p.version_id),
-        index,
     };
-    tx.write(write).await?;
-    Ok(ResourceVersion {
+    let write = VersionWrite {
         resource_type: resource_type.to_string(),
         id: id.to_string(),
         version_id,
         last_updated,
         method,
         body,
-    })
+        previous_version: previous.map(|p| p.version_id),
+        index,
+    };
+    (write, version)
+}
+
+/// Stores `resource` as a new version of `resource_type/id` after `previous` (`None`: the
+/// first version), setting `id` and `meta`.
+pub async fn write_version(
+    tx: &mut dyn StoreTx,
+    resource_type: &str,
+    id: &str,
+    resource: Map<String, Value>,
+    previous: Option<&ResourceVersion>,
+    method: WriteMethod,
+) -> Result<ResourceVersion, TxFailure> {
+    let (write, version) = next_version(resource_type, id, resource, previous, method);
+    tx.write(write).await?;
+    Ok(version)
+}
+
+/// Creates `resource_type/id` as a write of its own (group-committed where the store can).
+pub async fn create_alone(
+    store: &dyn Store,
+    resource_type: &str,
+    id: &str,
+    resource: Map<String, Value>,
+) -> Result<ResourceVersion, ApiError> {
+    let (write, version) = next_version(resource_type, id, resource, None, WriteMethod::Create);
+    store.write_alone(write).await?;
+    Ok(version)
+}
+
+/// Updates `resource_type/id` (honouring `If-Match`) as a write of its own, reading the
+/// current version outside any transaction and retrying when another write got in first.
+pub async fn update_alone(
+    store: &dyn Store,
+    resource_type: &str,
+    id: &str,
+    resource: Map<String, Value>,
+    if_match: Option<i64>,
+) -> Result<Updated, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = store.read(resource_type, id).await?;
+        check_if_match(resource_type, id, current.as_ref(), if_match)?;
+        let created = current.as_ref().is_none_or(ResourceVersion::is_deleted);
+        let (write, version) = next_version(
+            resource_type,
+            id,
+            resource.clone(),
+            current.as_ref(),
+            WriteMethod::Update,
+        );
+        match store.write_alone(write).await {
+            Ok(()) => return Ok(Updated { version, created }),
+            Err(e @ (StoreError::VersionConflict { .. } | StoreError::Retryable(_)))
+                if attempt < TRANSACTION_ATTEMPTS =>
+            {
+                tracing::debug!(error = %e, "update raced with another write; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn check_if_match(
+    resource_type: &str,
+    id: &str,
+    current: Option<&ResourceVersion>,
+    if_match: Option<i64>,
+) -> Result<(), ApiError> {
+    let Some(expected) = if_match else {
+        return Ok(());
+    };
+    match current {
+        Some(c) if c.version_id == expected && !c.is_deleted() => Ok(()),
+        Some(c) => Err(ApiError::new(
+            ErrorKind::PreconditionFailed,
+            format!(
+                "If-Match: version {expected} expected, current version is {}",
+                c.version_id
+            ),
+        )),
+        None => Err(ApiError::new(
+            ErrorKind::PreconditionFailed,
+            format!("If-Match: {resource_type}/{id} does not exist"),
+        )),
+    }
 }
 
 /// The result of an update.
@@ -215,28 +300,7 @@ pub async fn update(
     if_match: Option<i64>,
 ) -> Result<Updated, TxFailure> {
     let current = tx.read(resource_type, id).await?;
-    if let Some(expected) = if_match {
-        match &current {
-            Some(c) if c.version_id == expected && !c.is_deleted() => {}
-            Some(c) => {
-                return Err(ApiError::new(
-                    ErrorKind::PreconditionFailed,
-                    format!(
-                        "If-Match: version {expected} expected, current version is {}",
-                        c.version_id
-                    ),
-                )
-                .into());
-            }
-            None => {
-                return Err(ApiError::new(
-                    ErrorKind::PreconditionFailed,
-                    format!("If-Match: {resource_type}/{id} does not exist"),
-                )
-                .into());
-            }
-        }
-    }
+    check_if_match(resource_type, id, current.as_ref(), if_match)?;
     let created = current.as_ref().is_none_or(ResourceVersion::is_deleted);
     let version = write_version(
         tx,

@@ -53,6 +53,15 @@ pub trait Store: Send + Sync + 'static {
     /// chooses the level. Dropping it without [`StoreTx::commit`] rolls it back.
     async fn begin(&self, isolation: Isolation) -> StoreResult<Box<dyn StoreTx>>;
 
+    /// Stores one version as a transaction of its own, with the guarantees of
+    /// [`StoreTx::write`] at [`Isolation::VersionChecked`]. Backends may commit several such
+    /// writes together (group commit); each still succeeds or fails on its own.
+    async fn write_alone(&self, write: VersionWrite) -> StoreResult<()> {
+        let mut tx = self.begin(Isolation::VersionChecked).await?;
+        tx.write(write).await?;
+        tx.commit().await
+    }
+
     /// The current version of a resource, including a deletion tombstone; `None` if the id was
     /// never used for this type.
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>>;

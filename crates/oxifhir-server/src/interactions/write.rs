@@ -22,6 +22,11 @@ pub async fn create(ctx: &Context<'_>, resource_type: &str) -> ApiResult<FhirRes
     let resource = repository::parse_resource(&ctx.request.body, Some(resource_type))?;
     let criteria = ctx.request.headers.if_none_exist.clone();
     let id = new_id();
+    if criteria.is_none() {
+        let created =
+            repository::create_alone(ctx.server.store(), resource_type, &id, resource).await?;
+        return Ok(write_response(ctx, &created, 201));
+    }
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
     let isolation = if criteria.is_some() {
@@ -108,6 +113,16 @@ pub async fn update(
                 .unwrap_or_default(),
         ),
     };
+    if let (Some(id), None, false) = (&id, &criteria, create_only) {
+        let updated =
+            repository::update_alone(ctx.server.store(), resource_type, id, resource, if_match)
+                .await?;
+        return Ok(write_response(
+            ctx,
+            &updated.version,
+            if updated.created { 201 } else { 200 },
+        ));
+    }
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
     let isolation = if criteria.is_some() || create_only {

@@ -6,6 +6,7 @@
 //! async worker threads. A transaction moves its connection guard into each blocking call
 //! and takes it back afterwards.
 
+mod group;
 mod history;
 mod schema;
 mod search;
@@ -31,6 +32,7 @@ const READERS: usize = 4;
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
+    group: Arc<group::GroupCommit>,
     readers: Arc<ReaderPool>,
 }
 
@@ -59,6 +61,7 @@ impl SqliteStore {
             }
             Ok(SqliteStore {
                 writer: Arc::new(Mutex::new(writer)),
+                group: Arc::default(),
                 readers: Arc::new(ReaderPool {
                     path,
                     idle: std::sync::Mutex::new(readers),
@@ -98,6 +101,10 @@ impl Store for SqliteStore {
         })
         .await?;
         Ok(Box::new(tx))
+    }
+
+    async fn write_alone(&self, write: VersionWrite) -> StoreResult<()> {
+        group::write_alone(&self.group, &self.writer, write).await
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {

@@ -392,7 +392,37 @@ async fn concurrent_open_migrates_once(h: Harness) {
     }
 }
 
+/// Many concurrent single writes (group-committed on SQLite): each succeeds or fails on its
+/// own, and a conflicting one does not take the others down.
+async fn concurrent_writes_alone(h: Harness) {
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every tenth write repeats the id of the one before it: exactly one of each
+            // such pair creates the resource.
+            let id = if n % 10 == 9 { format!("w{}", n - 1) } else { format!("w{n}") };
+            store.write_alone(put("Patient", &id, 1, 1_000 + n)).await
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => ok += 1,
+            Err(StoreError::VersionConflict { .. }) => conflicts += 1,
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (54, 6));
+    for n in (0..60).filter(|n| n % 10 != 9) {
+        let found = h.store.read("Patient", &format!("w{n}")).await.expect("read");
+        assert_eq!(found.map(|v| v.version_id), Some(1), "w{n}");
+    }
+}
+
 store_tests!(
+    concurrent_writes_alone,
     concurrent_open_migrates_once,
     create_read_vread,
     update_delete_recreate,
