@@ -156,9 +156,10 @@ pub fn resource_from_value(
     }
 }
 
-/// Search index entries of a resource. The full search-parameter extraction plugs in here.
-pub fn index_entries(_resource_type: &str, _resource: &Value) -> IndexEntries {
-    IndexEntries::default()
+/// Search index entries of a resource: the values of every R4 search parameter of its type
+/// ([`oxifhir_model::index::extract`]).
+pub fn index_entries(resource_type: &str, resource: &Value) -> IndexEntries {
+    oxifhir_model::index::extract(resource_type, resource)
 }
 
 /// The write that stores `resource` as the version of `resource_type/id` after `previous`

@@ -97,6 +97,11 @@ impl FhirRequest {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The query as written in a URL (`a=b&c=d`); empty when there is none.
+    pub fn query_string(&self) -> String {
+        encode_query(&self.query)
+    }
+
     /// The path as written in a URL (segments re-encoded) plus the query, relative to the base.
     pub fn relative_url(&self) -> String {
         let mut url = self

@@ -69,29 +69,13 @@ pub async fn history(ctx: &Context<'_>, interaction: Interaction) -> ApiResult<F
         }
     }
     let page = ctx.server.store().history(&query).await?;
-    let link_params: Vec<(String, String)> = ctx
-        .request
-        .query
-        .iter()
-        .filter(|(k, _)| k != CURSOR_PARAM)
-        .cloned()
-        .collect();
-    let link = |cursor: Option<&str>| {
-        let mut pairs = link_params.clone();
-        if let Some(c) = cursor {
-            pairs.push((CURSOR_PARAM.to_string(), c.to_string()));
-        }
-        let q = crate::request::encode_query(&pairs);
-        if q.is_empty() {
-            config.url(&path)
-        } else {
-            format!("{}?{q}", config.url(&path))
-        }
-    };
-    let mut links = vec![("self", link(query.cursor.as_deref()))];
-    if let Some(next) = &page.next {
-        links.push(("next", link(Some(next))));
-    }
+    let links = super::paging_links(
+        config,
+        &path,
+        &ctx.request.query,
+        query.cursor.as_deref(),
+        page.next.as_deref(),
+    );
     let mut bundle = BundleWriter::new(
         "history",
         &oxifhir_model::id::new_id(),

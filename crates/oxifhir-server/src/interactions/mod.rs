@@ -63,3 +63,36 @@ pub fn write_response(ctx: &Context<'_>, version: &ResourceVersion, status: u16)
         .with_header("etag", etag(version))
         .with_header("last-modified", version.last_updated.to_http_date())
 }
+
+/// `self` and `next` links for a page under `{base}/{path}`: the request's parameters (without
+/// the cursor and formatting ones) plus the cursor of that page.
+pub fn paging_links(
+    config: &crate::config::ServerConfig,
+    path: &str,
+    params: &[(String, String)],
+    current: Option<&str>,
+    next: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let kept: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), search::CURSOR_PARAM | "_format" | "_pretty"))
+        .cloned()
+        .collect();
+    let link = |cursor: Option<&str>| {
+        let mut pairs = kept.clone();
+        if let Some(c) = cursor {
+            pairs.push((search::CURSOR_PARAM.to_string(), c.to_string()));
+        }
+        let query = crate::request::encode_query(&pairs);
+        if query.is_empty() {
+            config.url(path)
+        } else {
+            format!("{}?{query}", config.url(path))
+        }
+    };
+    let mut links = vec![("self", link(current))];
+    if let Some(next) = next {
+        links.push(("next", link(Some(next))));
+    }
+    links
+}

@@ -253,27 +253,13 @@ pub fn searchset(
     page: &SearchPage,
 ) -> Vec<u8> {
     let path = resource_type.unwrap_or("");
-    let link_params: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| k != CURSOR_PARAM && k != "_format" && k != "_pretty")
-        .cloned()
-        .collect();
-    let link = |extra: Option<&str>| {
-        let mut pairs = link_params.clone();
-        if let Some(cursor) = extra {
-            pairs.push((CURSOR_PARAM.to_string(), cursor.to_string()));
-        }
-        let q = crate::request::encode_query(&pairs);
-        if q.is_empty() {
-            config.url(path)
-        } else {
-            format!("{}?{q}", config.url(path))
-        }
-    };
-    let mut links = vec![("self", link(parsed.query.cursor.as_deref()))];
-    if let Some(next) = &page.next {
-        links.push(("next", link(Some(next))));
-    }
+    let links = super::paging_links(
+        config,
+        path,
+        params,
+        parsed.query.cursor.as_deref(),
+        page.next.as_deref(),
+    );
     let total = page.total.or_else(|| {
         (parsed.query.cursor.is_none() && page.next.is_none())
             .then_some(page.resources.len() as u64)

@@ -29,12 +29,7 @@ pub async fn create(ctx: &Context<'_>, resource_type: &str) -> ApiResult<FhirRes
     }
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
-    let isolation = if criteria.is_some() {
-        Isolation::Serializable
-    } else {
-        Isolation::VersionChecked
-    };
-    let outcome = in_transaction(ctx.server.store(), isolation, |tx| {
+    let outcome = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
         let (rt, id, resource, criteria, config) = (
             rt.clone(),
             id.clone(),
@@ -105,13 +100,7 @@ pub async fn update(
     let create_only = ctx.request.headers.if_none_match.as_deref().map(str::trim) == Some("*");
     let criteria = match id {
         Some(_) => None,
-        None => Some(
-            ctx.request
-                .relative_url()
-                .split_once('?')
-                .map(|(_, q)| q.to_string())
-                .unwrap_or_default(),
-        ),
+        None => Some(ctx.request.query_string()),
     };
     if let (Some(id), None, false) = (&id, &criteria, create_only) {
         let updated =
@@ -125,12 +114,7 @@ pub async fn update(
     }
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
-    let isolation = if criteria.is_some() || create_only {
-        Isolation::Serializable
-    } else {
-        Isolation::VersionChecked
-    };
-    let updated = in_transaction(ctx.server.store(), isolation, |tx| {
+    let updated = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
         let (rt, id, body_id, resource, criteria, config) =
             (rt.clone(), id.clone(), body_id.clone(), resource.clone(), criteria.clone(), config.clone());
         Box::pin(async move {
@@ -194,12 +178,7 @@ pub async fn patch(
         .as_deref()
         .map(parse_etag)
         .transpose()?;
-    let criteria = ctx
-        .request
-        .relative_url()
-        .split_once('?')
-        .map(|(_, q)| q.to_string())
-        .unwrap_or_default();
+    let criteria = ctx.request.query_string();
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
     let isolation = if id.is_some() {
@@ -267,12 +246,7 @@ pub async fn delete(
     id: Option<String>,
 ) -> ApiResult<FhirResponse> {
     reject_client_writes(resource_type)?;
-    let criteria = ctx
-        .request
-        .relative_url()
-        .split_once('?')
-        .map(|(_, q)| q.to_string())
-        .unwrap_or_default();
+    let criteria = ctx.request.query_string();
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
     let isolation = if id.is_some() {
