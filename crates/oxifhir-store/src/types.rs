@@ -1,6 +1,11 @@
-//! The data the store takes and gives: resource versions, index entries, queries and pages.
+//! The data the store takes and gives: resource versions, index entries (defined with their
+//! extraction in `oxifhir_model::index`, re-exported here), queries and pages.
 
 use oxifhir_model::Instant;
+pub use oxifhir_model::index::{
+    DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry, StringEntry, TokenEntry,
+    UriEntry,
+};
 
 /// How a version came to be; history entries report it as `request.method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,105 +74,6 @@ pub struct VersionWrite {
     pub previous_version: Option<i64>,
     /// Search index entries of this version (empty for a deletion).
     pub index: IndexEntries,
-}
-
-/// The search index values extracted from one resource version, by parameter type.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IndexEntries {
-    pub strings: Vec<StringEntry>,
-    pub tokens: Vec<TokenEntry>,
-    pub references: Vec<ReferenceEntry>,
-    pub dates: Vec<DateEntry>,
-    pub numbers: Vec<NumberEntry>,
-    pub quantities: Vec<QuantityEntry>,
-    pub uris: Vec<UriEntry>,
-}
-
-impl IndexEntries {
-    /// Total number of entries of every type.
-    pub fn len(&self) -> usize {
-        self.strings.len()
-            + self.tokens.len()
-            + self.references.len()
-            + self.dates.len()
-            + self.numbers.len()
-            + self.quantities.len()
-            + self.uris.len()
-    }
-
-    /// True when there is no entry at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A `string` parameter value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StringEntry {
-    pub param: String,
-    /// Lower-cased, accents removed: what default and `:contains` searches compare.
-    pub normalized: String,
-    /// The value as written, for `:exact`.
-    pub exact: String,
-}
-
-/// A `token` parameter value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenEntry {
-    pub param: String,
-    pub system: Option<String>,
-    pub code: Option<String>,
-    /// Display text, normalized like [`StringEntry::normalized`], for `:text`.
-    pub text: Option<String>,
-}
-
-/// A `reference` parameter value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReferenceEntry {
-    pub param: String,
-    /// Resource type of a literal `Type/id` (relative or under the server's base), if any.
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    /// The reference as written (absolute URLs, canonicals).
-    pub url: String,
-}
-
-/// A `date` parameter value as the range it covers, in milliseconds since the epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DateEntry {
-    pub param: String,
-    /// First millisecond covered.
-    pub start: i64,
-    /// Last millisecond covered (inclusive).
-    pub end: i64,
-}
-
-/// A `number` parameter value with the range its precision implies.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NumberEntry {
-    pub param: String,
-    pub value: f64,
-    pub low: f64,
-    pub high: f64,
-}
-
-/// A `quantity` parameter value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuantityEntry {
-    pub param: String,
-    pub value: f64,
-    pub low: f64,
-    pub high: f64,
-    pub system: Option<String>,
-    pub code: Option<String>,
-    pub unit: Option<String>,
-}
-
-/// A `uri` parameter value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UriEntry {
-    pub param: String,
-    pub value: String,
 }
 
 /// What a search selects: all given conditions hold (AND).
