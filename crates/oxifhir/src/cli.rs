@@ -39,6 +39,8 @@ pub enum Command {
     Import(crate::import::ImportArgs),
     /// Measure create and read throughput and latency on SQLite (and PostgreSQL).
     Bench(crate::bench::BenchArgs),
+    /// Write deterministic synthetic R4 test data as NDJSON, one file per resource type.
+    Synth(crate::synth::SynthArgs),
 }
 
 /// Where the data lives.
@@ -111,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::serve(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Synth(args) => crate::synth::run(args),
         Command::Import(args) => crate::import::run(args).await,
         Command::Migrate(args) => {
             let store = oxifhir_store::open(&args.store_config()).await?;

@@ -1,10 +1,12 @@
-//! The `oxifhir` command: `serve` runs the FHIR server, `migrate` prepares a database, `bench`
+//! The `oxifhir` command: `serve` runs the FHIR server, `migrate` prepares a database, `import`
+//! loads data, `synth` generates test data, `bench`
 //! measures it.
 
 mod bench;
 mod cli;
 mod import;
 mod serve;
+mod synth;
 
 use clap::Parser;
 

@@ -21,6 +21,9 @@ pub struct DirectImport {
     server: FhirServer,
 }
 
+/// `(resource type, id)`.
+type ResourceKey = (String, String);
+
 /// A resource ready to be written.
 #[derive(Clone)]
 struct Prepared {
@@ -92,7 +95,8 @@ impl DirectImport {
             .map(|p| (p.resource_type.clone(), p.id.clone()))
             .collect();
         let current = tx.read_many(&keys).await?;
-        let mut latest: HashMap<(String, String), (i64, Option<Vec<u8>>)> = HashMap::new();
+        // Per resource: its latest version in this batch or the store, and its body if live.
+        let mut latest: HashMap<ResourceKey, (i64, Option<Vec<u8>>)> = HashMap::new();
         for (key, version) in keys.iter().zip(current) {
             if let Some(v) = version {
                 let body = (!v.is_deleted()).then_some(v.body);
