@@ -7,7 +7,7 @@
 //!
 //! An [`Expression`] is parsed once and evaluated many times. Anything outside the subset
 //! (arithmetic, date literals, unknown functions) fails to parse rather than evaluating
-//! wrongly. Types come from the R4 JSON schema ([`types`]), so navigation knows choice
+//! wrongly. Types come from the R4 JSON schema (`types.rs`), so navigation knows choice
 //! elements and what each node is (`HumanName`, `CodeableConcept`, `dateTime`, ...).
 //!
 //! Evaluation is bounded: the parser limits nesting to [`MAX_DEPTH`], evaluation walks the

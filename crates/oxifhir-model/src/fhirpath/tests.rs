@@ -271,3 +271,122 @@ fn hostile_input_is_bounded() {
     }
     check(&nested, "Patient.contained.contained.id", json!([]));
 }
+
+/// The types `expr` can yield with input types `focus`, checking that every element it names
+/// exists in the R4 type model and that every `as`/`ofType` can match something.
+fn static_types(
+    expr: &parser::Expr,
+    focus: &[types::TypeId],
+    root: types::TypeId,
+) -> Result<Vec<types::TypeId>, String> {
+    use parser::{BinOp, Expr, Func};
+    use types::{Element, TYPES};
+    let member = |bases: &[types::TypeId], name: &str| -> Result<Vec<types::TypeId>, String> {
+        let mut out = Vec::new();
+        for &t in bases {
+            if TYPES.name(t) == "ResourceList" {
+                continue;
+            }
+            match TYPES.element(t, name) {
+                Some(Element::Single(x)) => out.push(*x),
+                Some(Element::Choice(options)) => out.extend(options.iter().map(|(_, x)| *x)),
+                None => return Err(format!("{} has no element {name}", TYPES.name(t))),
+            }
+        }
+        Ok(out)
+    };
+    let cast = |bases: Vec<types::TypeId>, ty: &str| -> Result<Vec<types::TypeId>, String> {
+        let any_resource = bases.iter().any(|t| TYPES.name(*t) == "ResourceList");
+        let out: Vec<_> = bases.into_iter().filter(|t| TYPES.is_a(*t, ty)).collect();
+        if out.is_empty() && !any_resource {
+            return Err(format!("nothing can be a {ty}"));
+        }
+        Ok(out)
+    };
+    let each = |criteria: &Expr, bases: &[types::TypeId]| -> Result<(), String> {
+        for &t in bases {
+            static_types(criteria, &[t], root)?;
+        }
+        Ok(())
+    };
+    Ok(match expr {
+        Expr::This => focus.to_vec(),
+        Expr::Root => vec![root],
+        Expr::Literal(_) | Expr::Empty => Vec::new(),
+        Expr::Ident(name) if name.starts_with(|c: char| c.is_ascii_uppercase()) => focus
+            .iter()
+            .copied()
+            .filter(|t| TYPES.is_a(*t, name))
+            .collect(),
+        Expr::Ident(name) => member(focus, name)?,
+        Expr::Member(base, name) => member(&static_types(base, focus, root)?, name)?,
+        Expr::Index(base, _) => static_types(base, focus, root)?,
+        Expr::Call(base, func) => {
+            let bases = static_types(base, focus, root)?;
+            match func {
+                Func::Where(c) => {
+                    each(c, &bases)?;
+                    bases
+                }
+                Func::All(c) | Func::Exists(Some(c)) => {
+                    each(c, &bases)?;
+                    Vec::new()
+                }
+                Func::Select(p) => {
+                    let mut out = Vec::new();
+                    for &t in &bases {
+                        out.extend(static_types(p, &[t], root)?);
+                    }
+                    out
+                }
+                Func::Union(other) => {
+                    let mut out = bases;
+                    out.extend(static_types(other, focus, root)?);
+                    out
+                }
+                Func::OfType(ty) => cast(bases, ty)?,
+                Func::Extension(_) => TYPES.id("Extension").into_iter().collect(),
+                Func::First | Func::Last | Func::Tail | Func::Single => bases,
+                _ => Vec::new(),
+            }
+        }
+        Expr::Binary(op, lhs, rhs) => {
+            let (l, r) = (
+                static_types(lhs, focus, root)?,
+                static_types(rhs, focus, root)?,
+            );
+            match op {
+                BinOp::Union => l.into_iter().chain(r).collect(),
+                _ => Vec::new(),
+            }
+        }
+        Expr::TypeOp { is, expr, ty } => {
+            let bases = static_types(expr, focus, root)?;
+            if *is { Vec::new() } else { cast(bases, ty)? }
+        }
+    })
+}
+
+#[test]
+fn every_r4_expression_names_real_elements() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for t in crate::resource_type::all() {
+        let root = types::TYPES.id(t).unwrap();
+        for def in crate::search_param::for_type(t) {
+            let Some(text) = def.expression_for(t) else {
+                continue;
+            };
+            let parsed = Expression::parse(&text).unwrap();
+            checked += 1;
+            if let Err(e) = static_types(&parsed.expr, &[root], root) {
+                failures.push(format!("{t} {}: {text}: {e}", def.code));
+            }
+        }
+    }
+    println!("{checked} expressions checked against the R4 types");
+    for failure in &failures {
+        println!("{failure}");
+    }
+    assert!(failures.is_empty(), "{} failures", failures.len());
+}

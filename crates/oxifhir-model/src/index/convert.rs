@@ -9,7 +9,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde_json::{Map, Number, Value};
 use unicode_normalization::UnicodeNormalization;
-use unicode_normalization::char::is_combining_mark;
 
 use super::{
     CompiledParam, DateEntry, IndexEntries, NumberEntry, QuantityEntry, ReferenceEntry,
@@ -19,16 +18,31 @@ use crate::DateRange;
 use crate::fhirpath::{Item, reference_target};
 use crate::search_param::SearchParamType;
 
-/// `text` lower-cased with accents removed (`Müller` → `muller`): how `string` values and
-/// token texts are stored, and how search values must be prepared to match them.
+/// `text` lower-cased with accents removed (`Müller` → `muller`, `Ångström` → `angstrom`):
+/// how `string` values and token texts are stored, and how search values must be prepared to
+/// match them.
+///
+/// Accents are the combining diacritical marks left by canonical decomposition (NFD), as HAPI
+/// removes them. Other combining marks stay: in scripts such as Devanagari (vowel signs) or
+/// Japanese (the voicing mark of `が`) they are letters' essential parts, and dropping them
+/// would make different words equal.
 pub fn normalize(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
     text.nfd()
-        .filter(|c| !is_combining_mark(*c))
+        .filter(|c| !is_diacritic(*c))
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// The combining diacritical marks (with their extended, supplement and half-mark blocks).
+fn is_diacritic(c: char) -> bool {
+    matches!(c,
+        '\u{0300}'..='\u{036F}'
+        | '\u{1AB0}'..='\u{1AFF}'
+        | '\u{1DC0}'..='\u{1DFF}'
+        | '\u{FE20}'..='\u{FE2F}')
 }
 
 /// Adds the entries `item` gives for `param`.

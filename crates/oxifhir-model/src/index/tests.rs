@@ -441,6 +441,10 @@ fn normalization() {
         ("plain ASCII", "plain ascii"),
         ("Straße", "straße"),
         ("Dvořák", "dvorak"),
+        ("Ελένη", "ελενη"),
+        // Not accents: the voicing mark of が and Devanagari vowel signs stay.
+        ("が", "\u{304B}\u{3099}"),
+        ("हिन्दी", "हिन्दी"),
     ] {
         assert_eq!(normalize(input), expected, "{input}");
     }
