@@ -401,7 +401,11 @@ async fn concurrent_writes_alone(h: Harness) {
         tasks.push(tokio::spawn(async move {
             // Every tenth write repeats the id of the one before it: exactly one of each
             // such pair creates the resource.
-            let id = if n % 10 == 9 { format!("w{}", n - 1) } else { format!("w{n}") };
+            let id = if n % 10 == 9 {
+                format!("w{}", n - 1)
+            } else {
+                format!("w{n}")
+            };
             store.write_alone(put("Patient", &id, 1, 1_000 + n)).await
         }));
     }
@@ -416,7 +420,11 @@ async fn concurrent_writes_alone(h: Harness) {
     }
     assert_eq!((ok, conflicts), (54, 6));
     for n in (0..60).filter(|n| n % 10 != 9) {
-        let found = h.store.read("Patient", &format!("w{n}")).await.expect("read");
+        let found = h
+            .store
+            .read("Patient", &format!("w{n}"))
+            .await
+            .expect("read");
         assert_eq!(found.map(|v| v.version_id), Some(1), "w{n}");
     }
 }
