@@ -71,30 +71,8 @@ impl RemoteImport {
         );
         let response: Value =
             serde_json::from_slice(&body).context("reading the batch-response")?;
-        let mut summary = Summary::default();
-        for (entry, line) in response
-            .get("entry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .zip(lines)
-        {
-            let status = entry
-                .pointer("/response/status")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if status.starts_with('2') {
-                summary.written += 1;
-            } else {
-                bad.push(BadLine {
-                    line,
-                    message: format!(
-                        "{status}: {}",
-                        outcome_text(entry.pointer("/response/outcome"))
-                    ),
-                });
-            }
-        }
+        let (mut summary, failed) = tally(&response, lines);
+        bad.extend(failed);
         summary.bad = bad.len() as u64;
         Ok((summary, bad))
     }
@@ -154,15 +132,20 @@ pub fn bundle_outcome(status: u16, body: &[u8]) -> (Summary, Vec<BadLine>) {
             bad,
         );
     }
+    tally(&value, 1..)
+}
+
+/// Counts the 2xx entries of a batch or transaction response and reports the others, entry
+/// by entry, at the lines `lines` yields in order.
+fn tally(response: &Value, lines: impl IntoIterator<Item = u64>) -> (Summary, Vec<BadLine>) {
     let mut summary = Summary::default();
     let mut bad = Vec::new();
-    for (i, entry) in value
+    let entries = response
         .get("entry")
         .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .enumerate()
-    {
+        .flatten();
+    for (entry, line) in entries.zip(lines) {
         let status = entry
             .pointer("/response/status")
             .and_then(Value::as_str)
@@ -170,12 +153,10 @@ pub fn bundle_outcome(status: u16, body: &[u8]) -> (Summary, Vec<BadLine>) {
         if status.starts_with('2') {
             summary.written += 1;
         } else {
+            let outcome = outcome_text(entry.pointer("/response/outcome"));
             bad.push(BadLine {
-                line: i as u64 + 1,
-                message: format!(
-                    "entry {i}: {status}: {}",
-                    outcome_text(entry.pointer("/response/outcome"))
-                ),
+                line,
+                message: format!("{status}: {outcome}"),
             });
         }
     }
