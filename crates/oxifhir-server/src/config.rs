@@ -1,7 +1,7 @@
 //! Server settings that shape responses: the public base URL and request limits.
 
 /// Settings of the FHIR API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// The public base URL every absolute URL is built from, without a trailing `/`
     /// (e.g. `http://127.0.0.1:8080/fhir`).
@@ -12,6 +12,8 @@ pub struct ServerConfig {
     pub default_count: usize,
     /// Largest page size; larger `_count` values are lowered to it.
     pub max_count: usize,
+    /// The asynchronous request pattern.
+    pub asynchronous: crate::asynchronous::AsyncConfig,
 }
 
 impl Default for ServerConfig {
@@ -21,6 +23,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             default_count: 20,
             max_count: 1000,
+            asynchronous: Default::default(),
         }
     }
 }

@@ -73,6 +73,9 @@ impl ErrorKind {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub outcome: OperationOutcome,
+    /// Seconds the client should wait before trying again (`Retry-After`); `429` and `5xx`
+    /// answers carry 1 when not set.
+    pub retry_after: Option<u64>,
 }
 
 /// Result of request handling.
@@ -84,6 +87,7 @@ impl ApiError {
         ApiError {
             kind,
             outcome: OperationOutcome::error(kind.default_issue_code(), text),
+            retry_after: None,
         }
     }
 
@@ -92,6 +96,7 @@ impl ApiError {
         ApiError {
             kind,
             outcome: OperationOutcome::error(code, text),
+            retry_after: None,
         }
     }
 
@@ -100,6 +105,7 @@ impl ApiError {
         ApiError {
             kind,
             outcome: OperationOutcome { id: None, issues },
+            retry_after: None,
         }
     }
 
@@ -146,6 +152,19 @@ impl ApiError {
             issue.diagnostics = Some(diagnostics.into());
         }
         self
+    }
+
+    /// Tells the client to wait `seconds` before trying again.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The `Retry-After` seconds of the response: as set, or 1 for `429` and `5xx`.
+    pub fn retry_after(&self) -> Option<u64> {
+        let status = self.status();
+        self.retry_after
+            .or((status == 429 || status >= 500).then_some(1))
     }
 
     /// The first issue's text.

@@ -35,10 +35,14 @@ impl FhirResponse {
 
     /// The OperationOutcome response for an error.
     pub fn from_error(error: &ApiError) -> Self {
-        Self::json(
+        let response = Self::json(
             error.status(),
             oxifhir_model::json::to_bytes(&error.outcome.to_json()),
-        )
+        );
+        match error.retry_after() {
+            Some(seconds) => response.with_header("retry-after", seconds.to_string()),
+            None => response,
+        }
     }
 
     /// Adds a header.

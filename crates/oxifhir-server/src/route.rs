@@ -68,6 +68,16 @@ pub enum Interaction {
         name: String,
         target: OperationTarget,
     },
+    /// `GET`/`DELETE [base]/_async/{id}`: the status of an asynchronous request.
+    AsyncStatus {
+        id: String,
+    },
+    /// `GET [base]/_async/{id}/result`: the stored response of a finished one.
+    AsyncResult {
+        id: String,
+    },
+    /// `GET`/`DELETE [base]/$export-poll-status?_jobId={id}`: the status URL's alias.
+    ExportPollStatus,
 }
 
 /// Recognizes the interaction of a request, or explains why there is none.
@@ -83,6 +93,10 @@ pub fn route(request: &FhirRequest) -> ApiResult<Interaction> {
         (Post, []) => Interaction::BatchOrTransaction,
         (Get, []) | (Post, ["_search"]) => Interaction::SearchSystem,
         (Get, ["_history"]) => Interaction::HistorySystem,
+        (Get | Delete, ["_async", id]) => Interaction::AsyncStatus { id: id.to_string() },
+        (Get, ["_async", id, "result"]) => Interaction::AsyncResult { id: id.to_string() },
+        (_, ["_async", ..]) => return Err(method_not_allowed(method)),
+        (Get | Delete, ["$export-poll-status"]) => Interaction::ExportPollStatus,
         (Get | Post, [op]) if op.starts_with('$') => operation(op, OperationTarget::System)?,
         (_, [t, ..]) if !t.starts_with('$') && !t.starts_with('_') => {
             let rt = known_type(t)?;

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use oxifhir_model::resource_type::ASYNC_JOB;
 use oxifhir_store::Store;
 
+use crate::asynchronous::{self, AsyncConfig, PollTracker};
 use crate::bundle;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
@@ -25,19 +27,51 @@ pub struct FhirServer {
 struct Inner {
     store: Arc<dyn Store>,
     config: ServerConfig,
+    polls: PollTracker,
 }
 
 impl FhirServer {
     /// A server answering from `store`.
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         FhirServer {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                polls: PollTracker::default(),
+            }),
         }
     }
 
     /// The store.
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// The store, shared (for job runtimes).
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// Settings of the asynchronous pattern.
+    pub fn async_config(&self) -> &AsyncConfig {
+        &self.inner.config.asynchronous
+    }
+
+    /// Recent polls of status URLs on this node.
+    pub(crate) fn polls(&self) -> &PollTracker {
+        &self.inner.polls
+    }
+
+    /// The job runtime of this server: every job kind registered, not started.
+    pub fn job_runtime(&self, config: oxifhir_jobs::RuntimeConfig) -> oxifhir_jobs::JobRuntime {
+        let mut runtime = oxifhir_jobs::JobRuntime::new(self.shared_store(), config);
+        runtime.register(
+            asynchronous::INTERACTION_KIND,
+            Arc::new(asynchronous::interaction_job::InteractionJob::new(
+                self.clone(),
+            )),
+        );
+        runtime
     }
 
     /// The settings.
@@ -95,7 +129,40 @@ impl FhirServer {
             request,
             prefs,
         };
+        let async_endpoint = matches!(
+            interaction,
+            I::AsyncStatus { .. } | I::AsyncResult { .. } | I::ExportPollStatus
+        );
+        if ctx.prefs.respond_async && !async_endpoint {
+            return asynchronous::kickoff::kickoff(&ctx, &interaction).await;
+        }
+        if let I::Operation { name, target } = &interaction {
+            let def = operations::find(name, target)?;
+            if (def.async_use)(target, request) == operations::AsyncUse::Required {
+                return Err(ApiError::bad_request(format!(
+                    "Operation ${name} requires \"Prefer: respond-async\""
+                )));
+            }
+        }
         match interaction {
+            I::AsyncStatus { id } => asynchronous::status::status(&ctx, &id).await,
+            I::AsyncResult { id } => asynchronous::status::result(&ctx, &id).await,
+            I::ExportPollStatus => asynchronous::status::export_poll_status(&ctx).await,
+            I::Read { resource_type, id } if resource_type == ASYNC_JOB => {
+                asynchronous::async_job::read(&ctx, &id).await
+            }
+            I::SearchType { resource_type } if resource_type == ASYNC_JOB => {
+                asynchronous::async_job::search(&ctx).await
+            }
+            I::VRead { resource_type, .. }
+            | I::HistoryInstance { resource_type, .. }
+            | I::HistoryType { resource_type }
+                if resource_type == ASYNC_JOB =>
+            {
+                Err(ApiError::not_supported(
+                    "AsyncJob keeps no history; read it at AsyncJob/{id}",
+                ))
+            }
             I::Capabilities => interactions::capabilities::capability_statement(&ctx),
             I::BatchOrTransaction => bundle::process(&ctx).await,
             I::SearchSystem => interactions::search::search(&ctx, None).await,

@@ -1,4 +1,4 @@
-//! Persistence for oxifhir: versioned FHIR resources, their search index, and (later) jobs,
+//! Persistence for oxifhir: versioned FHIR resources, their search index, and jobs,
 //! behind one [`Store`] trait with two backends side by side — [`sqlite`] (embedded, the
 //! default) and [`postgres`] (many nodes sharing one database).
 //!
@@ -8,12 +8,14 @@
 
 mod cursor;
 mod error;
+pub mod jobs;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
 mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use jobs::JobQueue;
 pub use types::*;
 
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub async fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
 pub trait Store: Send + Sync + 'static {
     /// A short name for logs and benchmark tables: `sqlite` or `postgres`.
     fn backend_name(&self) -> &'static str;
+
+    /// The durable queue of asynchronous jobs in the same database.
+    fn jobs(&self) -> &dyn JobQueue;
 
     /// Starts a write transaction. All writes go through one. SQLite transactions are always
     /// serial (`BEGIN IMMEDIATE` on the single writer connection); on PostgreSQL `isolation`

@@ -29,7 +29,7 @@ impl Dialect {
 
     /// `column` is one of the strings of a [`Param::TextList`] bound at `placeholder`. One
     /// statement shape serves lists of any length, so it can be prepared once and cached.
-    fn in_text_list(self, column: &str, placeholder: &str) -> String {
+    pub(crate) fn in_text_list(self, column: &str, placeholder: &str) -> String {
         match self {
             Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each({placeholder}))"),
             Dialect::Postgres => format!("{column} = ANY({placeholder})"),
@@ -44,6 +44,12 @@ pub(crate) enum Param {
     Text(String),
     /// A list of strings (SQLite binds it as a JSON array, PostgreSQL as `text[]`).
     TextList(Vec<String>),
+    /// An integer or `NULL`.
+    OptInt(Option<i64>),
+    /// A string or `NULL`.
+    OptText(Option<String>),
+    /// Bytes (`BLOB`/`BYTEA`) or `NULL`.
+    OptBytes(Option<Vec<u8>>),
 }
 
 /// A statement and its bind parameters.

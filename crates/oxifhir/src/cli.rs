@@ -93,9 +93,37 @@ pub struct ServeArgs {
     /// Largest page size a search may ask for.
     #[arg(long, env = "OXIFHIR_MAX_COUNT", default_value_t = 1000)]
     pub max_count: usize,
+
+    #[command(flatten)]
+    pub jobs: JobArgs,
 }
 
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
+/// How this process takes part in running asynchronous jobs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// Jobs this process runs at once; 0 makes an API-only node that runs none.
+    #[arg(long, env = "OXIFHIR_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// How long results and export files are kept after a job ends (e.g. `24h`, `30m`).
+    #[arg(long, env = "OXIFHIR_JOB_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub job_retention: std::time::Duration,
+
+    /// How long a job's claim holds without a heartbeat: a job whose process died is resumed
+    /// by another worker this long after its last heartbeat.
+    #[arg(long, env = "OXIFHIR_JOB_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub job_lease: std::time::Duration,
+
+    /// A status poll sooner than this fraction of the advised `Retry-After` gets `429`.
+    #[arg(long, env = "OXIFHIR_POLL_TOO_FAST_RATIO", default_value_t = 0.5)]
+    pub poll_too_fast_ratio: f64,
+
+    /// Queued and running jobs one client may have at once; more kick-offs get `429`.
+    #[arg(long, env = "OXIFHIR_MAX_ACTIVE_JOBS", default_value_t = 16)]
+    pub max_active_jobs: i64,
+}
+
 pub fn init_logging(format: &LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));

@@ -1,6 +1,8 @@
 //! `oxifhir serve`: open the store, bind, serve until Ctrl-C or SIGTERM, then drain.
 
 use anyhow::Context;
+use oxifhir_jobs::RuntimeConfig;
+use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::{FhirServer, ServerConfig, http};
 
 use crate::cli::ServeArgs;
@@ -24,17 +26,33 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         default_count: args.default_count.max(1),
         max_count: args.max_count.max(1),
+        asynchronous: AsyncConfig {
+            retention: args.jobs.job_retention,
+            poll_too_fast_ratio: args.jobs.poll_too_fast_ratio.clamp(0.0, 1.0),
+            max_active_per_client: args.jobs.max_active_jobs.max(1),
+        },
     };
     let server = FhirServer::new(store.clone(), config);
+    let jobs = server
+        .job_runtime(RuntimeConfig {
+            workers: args.jobs.workers,
+            lease: args.jobs.job_lease.max(std::time::Duration::from_secs(1)),
+            retention: args.jobs.job_retention,
+            ..RuntimeConfig::default()
+        })
+        .start();
     tracing::info!(
         backend = store.backend_name(),
         listen = %local,
         base_url = %base_url,
+        workers = args.jobs.workers,
         "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
     );
     http::serve(listener, http::router(server), shutdown_signal())
         .await
         .context("serving HTTP")?;
+    tracing::info!("handing running jobs back to the queue");
+    jobs.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }

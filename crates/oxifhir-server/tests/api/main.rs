@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod asynchronous;
 mod bundle;
 mod crud;
 mod input;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use oxifhir_jobs::{RuntimeConfig, RuntimeHandle};
+use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::{FhirServer, ServerConfig, http};
 use oxifhir_store::StoreConfig;
 use serde_json::Value;
@@ -13,7 +15,25 @@ pub struct TestServer {
     pub client: reqwest::Client,
     cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    jobs: Option<RuntimeHandle>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// How a test server is set up.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    /// Job workers (0: jobs stay queued).
+    pub workers: usize,
+    pub asynchronous: AsyncConfig,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            workers: 2,
+            asynchronous: AsyncConfig::default(),
+        }
+    }
 }
 
 /// A response read fully.
@@ -46,13 +66,13 @@ impl Reply {
 }
 
 impl TestServer {
-    /// A server on a fresh SQLite database in a temporary directory.
-    pub async fn sqlite() -> Self {
+    /// A server on a fresh SQLite database in a temporary directory, set up as `options` say.
+    pub async fn sqlite_with(options: TestOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StoreConfig::Sqlite {
             dir: dir.path().to_path_buf(),
         };
-        let mut s = Self::start(config, "sqlite").await;
+        let mut s = Self::start(config, "sqlite", options).await;
         s._dir = Some(dir);
         s
     }
@@ -60,7 +80,7 @@ impl TestServer {
     /// A server on a fresh PostgreSQL schema, or `None` when `OXIFHIR_TEST_POSTGRES` is not
     /// set. Panics when it is set and the database cannot be reached: the suite must fail,
     /// not skip.
-    pub async fn postgres() -> Option<Self> {
+    pub async fn postgres_with(options: TestOptions) -> Option<Self> {
         let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
             eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping the PostgreSQL variant");
             return None;
@@ -70,12 +90,12 @@ impl TestServer {
             url: url.clone(),
             schema: Some(schema.clone()),
         };
-        let mut s = Self::start(config, "postgres").await;
+        let mut s = Self::start(config, "postgres", options).await;
         s.cleanup = Some((url, schema));
         Some(s)
     }
 
-    async fn start(config: StoreConfig, backend: &'static str) -> Self {
+    async fn start(config: StoreConfig, backend: &'static str, options: TestOptions) -> Self {
         let store = oxifhir_store::open(&config)
             .await
             .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"));
@@ -87,9 +107,17 @@ impl TestServer {
         let server_config = ServerConfig {
             base_url: base.clone(),
             max_body_bytes: 1024 * 1024,
+            asynchronous: options.asynchronous.clone(),
             ..Default::default()
         };
         let server = FhirServer::new(Arc::clone(&store), server_config);
+        let jobs = server
+            .job_runtime(RuntimeConfig {
+                workers: options.workers,
+                cancel_check: std::time::Duration::from_millis(50),
+                ..RuntimeConfig::default()
+            })
+            .start();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = http::router(server.clone());
         tokio::spawn(async move {
@@ -107,6 +135,7 @@ impl TestServer {
             client,
             cleanup: None,
             shutdown: Some(tx),
+            jobs: Some(jobs),
             _dir: None,
         }
     }
@@ -115,6 +144,9 @@ impl TestServer {
     pub async fn finish(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(jobs) = self.jobs.take() {
+            jobs.shutdown().await;
         }
         if let Some((url, schema)) = self.cleanup.take()
             && let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
@@ -126,9 +158,11 @@ impl TestServer {
         }
     }
 
-    /// `{base}/{path}`.
+    /// `{base}/{path}`, or `path` itself when it is an absolute URL.
     pub fn url(&self, path: &str) -> String {
-        if path.is_empty() {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else if path.is_empty() {
             self.base.clone()
         } else {
             format!("{}/{}", self.base, path.trim_start_matches('/'))
@@ -210,9 +244,13 @@ impl TestServer {
     }
 }
 
-/// Defines a test that runs on SQLite and on PostgreSQL.
+/// Defines a test that runs on SQLite and on PostgreSQL, optionally with
+/// `options = <TestOptions expression>;` before the function.
 macro_rules! fhir_test {
     ($(#[$meta:meta])* async fn $name:ident($s:ident: &TestServer) $body:block) => {
+        fhir_test!(options = TestOptions::default(); $(#[$meta])* async fn $name($s: &TestServer) $body);
+    };
+    (options = $options:expr; $(#[$meta:meta])* async fn $name:ident($s:ident: &TestServer) $body:block) => {
         $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
@@ -224,14 +262,14 @@ macro_rules! fhir_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                let s = TestServer::sqlite().await;
+                let s = TestServer::sqlite_with($options).await;
                 run(&s).await;
                 s.finish().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if let Some(s) = TestServer::postgres().await {
+                if let Some(s) = TestServer::postgres_with($options).await {
                     run(&s).await;
                     s.finish().await;
                 }

@@ -11,6 +11,7 @@
 //! instead of being returned with an open transaction.
 
 mod history;
+mod jobs;
 mod schema;
 mod search;
 mod write;
@@ -25,6 +26,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
     HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
@@ -41,6 +43,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 pub struct PostgresStore {
     pool: Pool,
+    jobs: SqlJobQueue<jobs::PostgresJobs>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -72,7 +75,7 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -85,7 +88,16 @@ impl PostgresStore {
             .wait_timeout(Some(WAIT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build connection pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            jobs: SqlJobQueue(jobs::PostgresJobs {
+                pool: pool.clone(),
+                config,
+                schema: schema.unwrap_or_default().to_owned(),
+                wake: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+                listener: std::sync::OnceLock::new(),
+            }),
+            pool,
+        };
         schema::migrate(store.lease().await?, schema).await?;
         Ok(store)
     }
@@ -110,6 +122,10 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn jobs(&self) -> &dyn JobQueue {
+        &self.jobs
     }
 
     async fn begin(&self, isolation: Isolation) -> StoreResult<Box<dyn StoreTx>> {
@@ -320,6 +336,9 @@ pub(crate) fn driver_params(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send
                 Param::Int(n) => Box::new(*n),
                 Param::Text(t) => Box::new(t.clone()),
                 Param::TextList(list) => Box::new(list.clone()),
+                Param::OptInt(n) => Box::new(*n),
+                Param::OptText(t) => Box::new(t.clone()),
+                Param::OptBytes(b) => Box::new(b.clone()),
             }
         })
         .collect()

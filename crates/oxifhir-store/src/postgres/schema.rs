@@ -100,6 +100,37 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idx_uri_res ON idx_uri (resource_type, id);
     CREATE INDEX idx_uri_val ON idx_uri (resource_type, param, value);
     "#,
+    // 2: the durable job queue.
+    r#"
+    CREATE TABLE jobs (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        kind TEXT NOT NULL,
+        owner TEXT,
+        state TEXT NOT NULL,
+        input BYTEA NOT NULL,
+        request_url TEXT NOT NULL,
+        request_time BIGINT NOT NULL,
+        transaction_time BIGINT,
+        attempt BIGINT NOT NULL,
+        worker TEXT,
+        lease_until BIGINT,
+        not_before BIGINT NOT NULL,
+        failures BIGINT NOT NULL,
+        progress TEXT,
+        checkpoint BYTEA,
+        result BYTEA,
+        error TEXT,
+        started_at BIGINT,
+        finished_at BIGINT,
+        expires_at BIGINT,
+        released_at BIGINT,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX jobs_claim_idx ON jobs (state, not_before);
+    CREATE INDEX jobs_listing_idx ON jobs (request_time, id);
+    CREATE INDEX jobs_owner_idx ON jobs (owner, state);
+    CREATE INDEX jobs_expiry_idx ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+    "#,
 ];
 
 /// Checks a schema name from configuration: `[a-z0-9_]+`, at most 63 bytes.

@@ -8,6 +8,7 @@
 
 mod group;
 mod history;
+mod jobs;
 mod schema;
 mod search;
 mod write;
@@ -20,6 +21,7 @@ use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
+use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
     HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
@@ -34,6 +36,7 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     group: Arc<group::GroupCommit>,
     readers: Arc<ReaderPool>,
+    jobs: SqlJobQueue<jobs::SqliteJobs>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -59,14 +62,21 @@ impl SqliteStore {
             for _ in 0..READERS {
                 readers.push(schema::connect(&path, true)?);
             }
+            let writer = Arc::new(Mutex::new(writer));
+            let readers = Arc::new(ReaderPool {
+                path,
+                idle: std::sync::Mutex::new(readers),
+                permits: Arc::new(Semaphore::new(READERS)),
+            });
             Ok(SqliteStore {
-                writer: Arc::new(Mutex::new(writer)),
-                group: Arc::default(),
-                readers: Arc::new(ReaderPool {
-                    path,
-                    idle: std::sync::Mutex::new(readers),
-                    permits: Arc::new(Semaphore::new(READERS)),
+                jobs: SqlJobQueue(jobs::SqliteJobs {
+                    writer: writer.clone(),
+                    readers: readers.clone(),
+                    wake: tokio::sync::watch::Sender::new(0),
                 }),
+                writer,
+                group: Arc::default(),
+                readers,
             })
         })
         .await
@@ -87,6 +97,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn jobs(&self) -> &dyn JobQueue {
+        &self.jobs
     }
 
     async fn begin(&self, _isolation: Isolation) -> StoreResult<Box<dyn StoreTx>> {
@@ -318,6 +332,9 @@ impl ToSql for Param {
                 serde_json::to_string(list)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
             ),
+            Param::OptInt(n) => n.to_sql()?,
+            Param::OptText(t) => t.to_sql()?,
+            Param::OptBytes(b) => b.to_sql()?,
         })
     }
 }

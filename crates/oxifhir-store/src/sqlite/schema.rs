@@ -105,6 +105,37 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idx_uri_res ON idx_uri (resource_type, id);
     CREATE INDEX idx_uri_val ON idx_uri (resource_type, param, value);
     ",
+    // 2: the durable job queue.
+    "
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        owner TEXT,
+        state TEXT NOT NULL,
+        input BLOB NOT NULL,
+        request_url TEXT NOT NULL,
+        request_time INTEGER NOT NULL,
+        transaction_time INTEGER,
+        attempt INTEGER NOT NULL,
+        worker TEXT,
+        lease_until INTEGER,
+        not_before INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        progress TEXT,
+        checkpoint BLOB,
+        result BLOB,
+        error TEXT,
+        started_at INTEGER,
+        finished_at INTEGER,
+        expires_at INTEGER,
+        released_at INTEGER,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_claim_idx ON jobs (state, not_before);
+    CREATE INDEX jobs_listing_idx ON jobs (request_time, id);
+    CREATE INDEX jobs_owner_idx ON jobs (owner, state);
+    CREATE INDEX jobs_expiry_idx ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+    ",
 ];
 
 /// Opens a connection with the store's settings.

@@ -28,4 +28,5 @@ macro_rules! store_tests {
 mod bench;
 mod crud;
 mod history;
+mod jobs;
 mod search;
