@@ -151,6 +151,12 @@ impl FhirServer {
             I::Read { resource_type, id } if resource_type == ASYNC_JOB => {
                 asynchronous::async_job::read(&ctx, &id).await
             }
+            I::Read { resource_type, id }
+                if resource_type == "OperationDefinition"
+                    && operations::definition::by_id(&id).is_some() =>
+            {
+                operations::definition::read(&id)
+            }
             I::SearchType { resource_type } if resource_type == ASYNC_JOB => {
                 asynchronous::async_job::search(&ctx).await
             }

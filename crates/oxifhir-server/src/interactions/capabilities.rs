@@ -36,6 +36,26 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "search-type",
 ];
 
+/// `AsyncJob`: the server's view of asynchronous requests, read-only, searchable by status.
+fn async_job_entry() -> Value {
+    let mut entry = json!({
+        "type": resource_type::ASYNC_JOB,
+        "documentation": "Asynchronous requests (Prefer: respond-async). Managed by the server: read and search only; cancel with $cancel or DELETE on the status URL.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "searchParam": [{
+            "name": "status",
+            "type": "token",
+            "documentation": "accepted (queued or running), completed, error or cancelled",
+        }],
+    });
+    let ops = operations::capability_entries(Some(resource_type::ASYNC_JOB));
+    if !ops.is_empty() {
+        entry["operation"] = Value::Array(ops);
+    }
+    entry
+}
+
 /// The CapabilityStatement of this server.
 pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
     let search_params: Vec<Value> = COMMON_SEARCH_PARAMS
@@ -46,7 +66,7 @@ pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
         .iter()
         .map(|code| json!({"code": code}))
         .collect();
-    let resources: Vec<Value> = resource_type::all()
+    let mut resources: Vec<Value> = resource_type::all()
         .iter()
         .map(|t| {
             let mut resource = json!({
@@ -68,6 +88,7 @@ pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
             resource
         })
         .collect();
+    resources.push(async_job_entry());
     let mut rest = json!({
         "mode": "server",
         "resource": resources,

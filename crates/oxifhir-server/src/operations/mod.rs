@@ -7,6 +7,7 @@
 //! [`OPERATIONS`].
 
 pub mod async_job_cancel;
+pub mod definition;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -146,7 +147,11 @@ pub fn capability_entries(resource_type: Option<&str>) -> Vec<Value> {
             serde_json::json!({
                 "name": def.name,
                 "definition": def.canonical,
-                "documentation": def.description,
+                "documentation": format!(
+                    "{} Asynchronous use: {}.",
+                    def.description,
+                    definition::published_async_use(def).code()
+                ),
             })
         })
         .collect()

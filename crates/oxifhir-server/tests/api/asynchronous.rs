@@ -400,3 +400,21 @@ fhir_test! {
         kickoff(s, "GET", "metadata", &[], None).await;
     }
 }
+
+fhir_test! {
+    async fn async_job_and_operations_are_published(s: &TestServer) {
+        let statement = s.get("metadata").await.json();
+        let resources = statement["rest"][0]["resource"].as_array().unwrap();
+        let async_job = resources.iter().find(|r| r["type"] == "AsyncJob").expect("AsyncJob listed");
+        assert_eq!(async_job["searchParam"][0]["name"], "status");
+        let cancel = &async_job["operation"][0];
+        assert_eq!(cancel["name"], "cancel");
+        let definition_id = cancel["definition"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        let definition = s.get(&format!("OperationDefinition/{definition_id}")).await;
+        assert_eq!(definition.status, 200, "{}", definition.text());
+        let definition = definition.json();
+        assert_eq!(definition["url"], cancel["definition"]);
+        assert_eq!(definition["code"], "cancel");
+        assert_eq!(definition["extension"][0]["valueCode"], "allowed");
+    }
+}
