@@ -8,6 +8,7 @@
 
 mod cursor;
 mod error;
+pub mod expunge;
 pub mod jobs;
 pub mod postgres;
 mod sql;
@@ -84,6 +85,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of current, not deleted resources matching `query`.
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage>;
+
+    /// Removes one bounded batch for good (`$expunge`), in a transaction of its own; the
+    /// number of versions removed (0 when nothing in the batch's scope is left).
+    async fn expunge(&self, batch: &expunge::ExpungeBatch) -> StoreResult<u64>;
+
+    /// `(type, id, search parameter)` of every current resource whose index has a reference
+    /// to `target_type/target_id` (compartment membership is decided from the parameter).
+    async fn referencing(
+        &self,
+        target_type: &str,
+        target_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>>;
 }
 
 /// How isolated a write transaction is from concurrent ones.

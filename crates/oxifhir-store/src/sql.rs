@@ -20,7 +20,7 @@ pub(crate) enum Dialect {
 
 impl Dialect {
     /// The placeholder of the `n`th (1-based) bind parameter.
-    fn placeholder(self, n: usize) -> String {
+    pub(crate) fn placeholder(self, n: usize) -> String {
         match self {
             Dialect::Sqlite => format!("?{n}"),
             Dialect::Postgres => format!("${n}"),

@@ -10,6 +10,7 @@
 //! and if that cannot happen (no runtime, a failed rollback), the connection is closed
 //! instead of being returned with an open transaction.
 
+mod expunge;
 mod history;
 mod jobs;
 mod schema;
@@ -160,6 +161,32 @@ impl Store for PostgresStore {
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
         search::search(&*self.client().await?, query).await
+    }
+
+    async fn expunge(&self, batch: &crate::expunge::ExpungeBatch) -> StoreResult<u64> {
+        let lease = self.lease().await?;
+        let client = lease.client()?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(map_err)?;
+        match expunge::run(client, batch).await {
+            Ok(count) => {
+                client.batch_execute("COMMIT").await.map_err(map_err)?;
+                lease.release();
+                Ok(count)
+            }
+            // Dropping the lease closes the connection, which rolls the transaction back.
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn referencing(
+        &self,
+        target_type: &str,
+        target_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        expunge::referencing(&self.client().await?, target_type, target_id).await
     }
 }
 

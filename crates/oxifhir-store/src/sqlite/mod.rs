@@ -7,6 +7,7 @@
 //! and takes it back afterwards.
 
 mod group;
+mod expunge;
 mod history;
 mod jobs;
 mod schema;
@@ -151,6 +152,29 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.readers
             .run(move |conn| search::search(conn, &query))
+            .await
+    }
+
+    async fn expunge(&self, batch: &crate::expunge::ExpungeBatch) -> StoreResult<u64> {
+        let batch = batch.clone();
+        let guard = self.writer.clone().lock_owned().await;
+        blocking(move || {
+            if !guard.is_autocommit() {
+                guard.execute_batch("ROLLBACK").map_err(map_err)?;
+            }
+            expunge::expunge(&guard, &batch)
+        })
+        .await
+    }
+
+    async fn referencing(
+        &self,
+        target_type: &str,
+        target_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        let (target_type, target_id) = (target_type.to_owned(), target_id.to_owned());
+        self.readers
+            .run(move |conn| expunge::referencing(conn, &target_type, &target_id))
             .await
     }
 }
