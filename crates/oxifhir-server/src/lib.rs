@@ -6,6 +6,7 @@
 //! [`FhirResponse`]. Nothing below `dispatch` sees axum types, so a stored request replayed
 //! by an asynchronous job gets exactly the synchronous answer.
 
+pub mod auth;
 mod body_text;
 pub mod bundle;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod response;
 pub mod route;
 pub mod server;
 
+pub use auth::{AuthMode, Principal};
 pub use config::ServerConfig;
 pub use request::{FhirRequest, Method};
 pub use response::FhirResponse;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use oxifhir_store::Store;
 
+use crate::auth::{self, AuthMode};
 use crate::bundle;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
@@ -25,14 +26,35 @@ pub struct FhirServer {
 struct Inner {
     store: Arc<dyn Store>,
     config: ServerConfig,
+    auth: AuthMode,
 }
 
 impl FhirServer {
     /// A server answering from `store`.
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         FhirServer {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                auth: AuthMode::None,
+            }),
         }
+    }
+
+    /// The same server with authentication `auth` (`--auth`).
+    pub fn with_auth(self, auth: AuthMode) -> Self {
+        FhirServer {
+            inner: Arc::new(Inner {
+                store: Arc::clone(&self.inner.store),
+                config: self.inner.config.clone(),
+                auth,
+            }),
+        }
+    }
+
+    /// How requests are authenticated and authorized.
+    pub fn auth(&self) -> &AuthMode {
+        &self.inner.auth
     }
 
     /// The store.
@@ -79,6 +101,12 @@ impl FhirServer {
         Box::pin(async move {
             let prefs = Preferences::parse(request.headers.prefer.as_deref());
             let interaction = route::route(request)?;
+            auth::authorize(
+                self.auth(),
+                request.principal.as_ref(),
+                request,
+                &interaction,
+            )?;
             self.run(request, prefs, interaction).await
         })
     }

@@ -1,9 +1,12 @@
 //! `oxifhir serve`: open the store, bind, serve until Ctrl-C or SIGTERM, then drain.
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use oxifhir_server::auth::{AuthConfig, AuthMode, SmartAuth};
 use oxifhir_server::{FhirServer, ServerConfig, http};
 
-use crate::cli::ServeArgs;
+use crate::cli::{AuthKind, ServeArgs};
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -25,18 +28,54 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_count: args.default_count.max(1),
         max_count: args.max_count.max(1),
     };
-    let server = FhirServer::new(store.clone(), config);
-    tracing::info!(
-        backend = store.backend_name(),
-        listen = %local,
-        base_url = %base_url,
-        "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
-    );
+    let auth = auth_mode(&args, &config.base_url)?;
+    let server = FhirServer::new(store.clone(), config).with_auth(auth.clone());
+    match &auth {
+        AuthMode::None => tracing::info!(
+            backend = store.backend_name(),
+            listen = %local,
+            base_url = %base_url,
+            "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
+        ),
+        AuthMode::Smart(smart) => {
+            tracing::info!(
+                backend = store.backend_name(),
+                listen = %local,
+                base_url = %base_url,
+                token_endpoint = smart.token_endpoint(),
+                clients = smart.client_count(),
+                "oxifhir is serving FHIR R4; authentication is ON (--auth smart): every request but GET /metadata needs a bearer token"
+            );
+            if smart.secret_is_ephemeral() {
+                tracing::warn!(
+                    "no signing_secret in the auth config: access tokens are signed with a random key of this process, so they stop working at restart and other nodes reject them"
+                );
+            }
+        }
+    }
     http::serve(listener, http::router(server), shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The authentication the flags ask for; a bad or missing auth config stops start-up.
+fn auth_mode(args: &ServeArgs, base_url: &str) -> anyhow::Result<AuthMode> {
+    match (args.auth, &args.auth_config) {
+        (AuthKind::None, None) => Ok(AuthMode::None),
+        (AuthKind::None, Some(path)) => anyhow::bail!(
+            "--auth-config {} is given but --auth is none: pass --auth smart to enforce it (or drop the config)",
+            path.display()
+        ),
+        (AuthKind::Smart, None) => {
+            anyhow::bail!("--auth smart needs --auth-config FILE (or OXIFHIR_AUTH_CONFIG)")
+        }
+        (AuthKind::Smart, Some(path)) => {
+            let config = AuthConfig::load(path)?;
+            Ok(AuthMode::Smart(Arc::new(SmartAuth::new(config, base_url))))
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -80,6 +80,16 @@ pub(super) async fn process(
     ctx: &Context<'_>,
     entries: Vec<EntryRequest>,
 ) -> ApiResult<FhirResponse> {
+    for entry in &entries {
+        crate::auth::access::authorize_entry(
+            ctx.server.auth(),
+            ctx.request.principal.as_ref(),
+            entry.method,
+            &entry.url,
+            entry.resource.as_ref(),
+        )
+        .map_err(|e| e.at(entry.location()))?;
+    }
     let plan = entries
         .into_iter()
         .map(plan_entry)
