@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod auth;
 mod bundle;
 mod crud;
 mod input;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use oxifhir_server::{FhirServer, ServerConfig, http};
+use oxifhir_server::auth::{AuthConfig, SmartAuth};
+use oxifhir_server::{AuthMode, FhirServer, ServerConfig, http};
 use oxifhir_store::StoreConfig;
 use serde_json::Value;
 
@@ -45,14 +46,26 @@ impl Reply {
     }
 }
 
+/// How a test server is set up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// `Some`: run with `--auth smart` and this configuration.
+    pub auth: Option<AuthConfig>,
+}
+
 impl TestServer {
     /// A server on a fresh SQLite database in a temporary directory.
     pub async fn sqlite() -> Self {
+        Self::sqlite_with(Setup::default()).await
+    }
+
+    /// [`TestServer::sqlite`] set up as `setup` says.
+    pub async fn sqlite_with(setup: Setup) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = StoreConfig::Sqlite {
             dir: dir.path().to_path_buf(),
         };
-        let mut s = Self::start(config, "sqlite").await;
+        let mut s = Self::start(config, "sqlite", setup).await;
         s._dir = Some(dir);
         s
     }
@@ -61,6 +74,11 @@ impl TestServer {
     /// set. Panics when it is set and the database cannot be reached: the suite must fail,
     /// not skip.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with(Setup::default()).await
+    }
+
+    /// [`TestServer::postgres`] set up as `setup` says.
+    pub async fn postgres_with(setup: Setup) -> Option<Self> {
         let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
             eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping the PostgreSQL variant");
             return None;
@@ -70,12 +88,12 @@ impl TestServer {
             url: url.clone(),
             schema: Some(schema.clone()),
         };
-        let mut s = Self::start(config, "postgres").await;
+        let mut s = Self::start(config, "postgres", setup).await;
         s.cleanup = Some((url, schema));
         Some(s)
     }
 
-    async fn start(config: StoreConfig, backend: &'static str) -> Self {
+    async fn start(config: StoreConfig, backend: &'static str, setup: Setup) -> Self {
         let store = oxifhir_store::open(&config)
             .await
             .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"));
@@ -89,7 +107,11 @@ impl TestServer {
             max_body_bytes: 1024 * 1024,
             ..Default::default()
         };
-        let server = FhirServer::new(Arc::clone(&store), server_config);
+        let auth = match setup.auth {
+            Some(auth) => AuthMode::Smart(Arc::new(SmartAuth::new(auth, &base))),
+            None => AuthMode::None,
+        };
+        let server = FhirServer::new(Arc::clone(&store), server_config).with_auth(auth);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = http::router(server.clone());
         tokio::spawn(async move {
@@ -210,9 +232,19 @@ impl TestServer {
     }
 }
 
-/// Defines a test that runs on SQLite and on PostgreSQL.
+/// Defines a test that runs on SQLite and on PostgreSQL; `setup = EXPR;` first sets the
+/// servers up with a [`Setup`].
 macro_rules! fhir_test {
     ($(#[$meta:meta])* async fn $name:ident($s:ident: &TestServer) $body:block) => {
+        fhir_test! { @define [TestServer::sqlite()] [TestServer::postgres()]
+            $(#[$meta])* async fn $name($s: &TestServer) $body }
+    };
+    (setup = $setup:expr; $(#[$meta:meta])* async fn $name:ident($s:ident: &TestServer) $body:block) => {
+        fhir_test! { @define [TestServer::sqlite_with($setup)] [TestServer::postgres_with($setup)]
+            $(#[$meta])* async fn $name($s: &TestServer) $body }
+    };
+    (@define [$sqlite:expr] [$postgres:expr]
+        $(#[$meta:meta])* async fn $name:ident($s:ident: &TestServer) $body:block) => {
         $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
@@ -224,14 +256,14 @@ macro_rules! fhir_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                let s = TestServer::sqlite().await;
+                let s = $sqlite.await;
                 run(&s).await;
                 s.finish().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if let Some(s) = TestServer::postgres().await {
+                if let Some(s) = $postgres.await {
                     run(&s).await;
                     s.finish().await;
                 }
