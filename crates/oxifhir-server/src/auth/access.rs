@@ -55,23 +55,21 @@ pub fn authorize(
     Ok(())
 }
 
-/// Checks a transaction entry (`method url`, with its resource) before anything of the
-/// transaction runs: the entry's interaction, and `s` on the types of the conditional
-/// references (`Patient?identifier=…`) it asks to resolve. Entries that do not route are
-/// left for the transaction to report.
+/// Checks a transaction entry (its request line and `If-None-Exist`, with its resource)
+/// before anything of the transaction runs: the entry's interaction, and `s` on the types of
+/// the conditional references (`Patient?identifier=…`) it asks to resolve. Entries that do
+/// not route are left for the transaction to report.
 pub fn authorize_entry(
     mode: &AuthMode,
     principal: Option<&Principal>,
-    method: Method,
-    url: &str,
+    request: &FhirRequest,
     resource: Option<&Value>,
 ) -> ApiResult<()> {
     if matches!(mode, AuthMode::None) {
         return Ok(());
     }
-    let request = FhirRequest::new(method, url);
-    if let Ok(interaction) = route::route(&request) {
-        authorize(mode, principal, &request, &interaction)?;
+    if let Ok(interaction) = route::route(request) {
+        authorize(mode, principal, request, &interaction)?;
     }
     let mut references = Vec::new();
     if let Some(resource) = resource {
@@ -292,10 +290,8 @@ mod tests {
         }
     }
 
-    fn allowed(p: &Principal, method: Method, url: &str) -> Result<(), u16> {
-        let request = FhirRequest::new(method, url);
-        let interaction = route::route(&request).map_err(|e| e.status())?;
-        let mode = AuthMode::Smart(std::sync::Arc::new(crate::auth::SmartAuth::new(
+    fn smart_mode() -> AuthMode {
+        AuthMode::Smart(std::sync::Arc::new(crate::auth::SmartAuth::new(
             crate::auth::AuthConfig {
                 token_lifetime_seconds: 300,
                 issuer: None,
@@ -304,7 +300,13 @@ mod tests {
                 clients: Vec::new(),
             },
             "http://x/fhir",
-        )));
+        )))
+    }
+
+    fn allowed(p: &Principal, method: Method, url: &str) -> Result<(), u16> {
+        let request = FhirRequest::new(method, url);
+        let interaction = route::route(&request).map_err(|e| e.status())?;
+        let mode = smart_mode();
         authorize(&mode, Some(p), &request, &interaction).map_err(|e| e.status())
     }
 
@@ -398,20 +400,31 @@ mod tests {
     }
 
     #[test]
+    fn transaction_entries_need_search_for_their_conditions() {
+        let creator = principal(&["system/Patient.c"], false);
+        let mode = smart_mode();
+        let check = |request: &FhirRequest, resource: Option<&Value>| {
+            authorize_entry(&mode, Some(&creator), request, resource).map_err(|e| e.status())
+        };
+        let mut create = FhirRequest::new(Method::Post, "Patient");
+        assert_eq!(check(&create, None), Ok(()));
+        let reference = serde_json::json!({"resourceType": "Patient",
+            "generalPractitioner": [{"reference": "Practitioner?identifier=a|b"}]});
+        assert_eq!(check(&create, Some(&reference)), Err(403));
+        create.headers.if_none_exist = Some("identifier=a|b".into());
+        assert_eq!(check(&create, None), Err(403));
+        assert_eq!(
+            authorize_entry(&AuthMode::None, None, &create, Some(&reference)),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn no_principal_is_401_and_auth_none_allows_everything() {
         let request = FhirRequest::new(Method::Get, "Patient/1");
         let interaction = route::route(&request).unwrap();
         assert!(authorize(&AuthMode::None, None, &request, &interaction).is_ok());
-        let mode = AuthMode::Smart(std::sync::Arc::new(crate::auth::SmartAuth::new(
-            crate::auth::AuthConfig {
-                token_lifetime_seconds: 300,
-                issuer: None,
-                audience: None,
-                signing_secret: None,
-                clients: Vec::new(),
-            },
-            "http://x/fhir",
-        )));
+        let mode = smart_mode();
         let error = authorize(&mode, None, &request, &interaction).unwrap_err();
         assert_eq!(error.status(), 401);
     }

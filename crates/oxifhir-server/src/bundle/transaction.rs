@@ -81,11 +81,12 @@ pub(super) async fn process(
     entries: Vec<EntryRequest>,
 ) -> ApiResult<FhirResponse> {
     for entry in &entries {
+        let mut request = FhirRequest::new(entry.method, &entry.url);
+        request.headers.if_none_exist = entry.if_none_exist.clone();
         crate::auth::access::authorize_entry(
             ctx.server.auth(),
             ctx.request.principal.as_ref(),
-            entry.method,
-            &entry.url,
+            &request,
             entry.resource.as_ref(),
         )
         .map_err(|e| e.at(entry.location()))?;
