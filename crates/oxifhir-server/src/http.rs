@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::{self, Admission};
 use crate::error::{ApiError, ErrorKind};
 use crate::request::{FhirRequest, Method, RequestHeaders, parse_query, split_path};
 use crate::response::FhirResponse;
@@ -36,8 +37,29 @@ pub async fn serve(
 async fn handle(State(server): State<FhirServer>, request: Request) -> Response {
     let limit = server.config().max_body_bytes;
     let base = server.config().base_path();
+    let admission = auth::admit(
+        server.auth(),
+        relative_path(request.uri().path(), &base),
+        request.method().as_str(),
+        request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if let Admission::Rejected(response) = admission {
+        return to_http(response);
+    }
     match to_fhir_request(request, &base, limit).await {
-        Ok(fhir) => to_http(server.dispatch(fhir).await),
+        Ok(mut fhir) => match admission {
+            Admission::Endpoint(endpoint) => {
+                to_http(auth::serve_endpoint(server.auth(), endpoint, &fhir))
+            }
+            Admission::Authenticated(principal) => {
+                fhir.principal = Some(principal);
+                to_http(server.dispatch(fhir).await)
+            }
+            Admission::Open | Admission::Rejected(_) => to_http(server.dispatch(fhir).await),
+        },
         Err(error) => to_http(crate::format::apply(
             FhirResponse::from_error(&error),
             Default::default(),
@@ -58,9 +80,9 @@ async fn to_fhir_request(
         )
     })?;
     let path = parts.uri.path();
-    let relative = match path.strip_prefix(base) {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        _ => {
+    let relative = match relative_path(path, base) {
+        Some(rest) => rest,
+        None => {
             return Err(ApiError::not_found(format!(
                 "{path} is outside the FHIR base {base}"
             )));
@@ -74,7 +96,14 @@ async fn to_fhir_request(
         query,
         headers: headers(&parts.headers),
         body,
+        principal: None,
     })
+}
+
+/// The part of `path` below the base path, or `None` when `path` is outside it.
+fn relative_path<'a>(path: &'a str, base: &str) -> Option<&'a str> {
+    path.strip_prefix(base)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Reads a body of at most `limit` bytes. A larger body is read on (and dropped) up to a bound,

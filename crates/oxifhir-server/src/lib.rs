@@ -7,6 +7,7 @@
 //! by an asynchronous job gets exactly the synchronous answer.
 
 pub mod asynchronous;
+pub mod auth;
 mod body_text;
 pub mod bundle;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod response;
 pub mod route;
 pub mod server;
 
+pub use auth::{AuthMode, Principal};
 pub use config::ServerConfig;
 pub use request::{FhirRequest, Method};
 pub use response::FhirResponse;

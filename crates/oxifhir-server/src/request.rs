@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Principal;
+
 /// The HTTP methods FHIR interactions use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Method {
@@ -66,6 +68,10 @@ pub struct FhirRequest {
     pub headers: RequestHeaders,
     #[serde(with = "crate::body_text")]
     pub body: Vec<u8>,
+    /// The authenticated client the request acts for (`None` without authentication).
+    /// Stored with the request, so an asynchronous job is checked with the same rights.
+    #[serde(default)]
+    pub principal: Option<Principal>,
 }
 
 impl FhirRequest {
@@ -78,6 +84,7 @@ impl FhirRequest {
             query: parse_query(query),
             headers: RequestHeaders::default(),
             body: Vec::new(),
+            principal: None,
         }
     }
 

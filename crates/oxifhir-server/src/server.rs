@@ -7,6 +7,7 @@ use oxifhir_model::resource_type::ASYNC_JOB;
 use oxifhir_store::Store;
 
 use crate::asynchronous::{self, AsyncConfig, PollTracker};
+use crate::auth::{self, AuthMode};
 use crate::bundle;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
@@ -28,6 +29,7 @@ struct Inner {
     store: Arc<dyn Store>,
     config: ServerConfig,
     polls: PollTracker,
+    auth: AuthMode,
 }
 
 impl FhirServer {
@@ -38,8 +40,26 @@ impl FhirServer {
                 store,
                 config,
                 polls: PollTracker::default(),
+                auth: AuthMode::None,
             }),
         }
+    }
+
+    /// The same server with authentication `auth` (`--auth`).
+    pub fn with_auth(self, auth: AuthMode) -> Self {
+        FhirServer {
+            inner: Arc::new(Inner {
+                store: Arc::clone(&self.inner.store),
+                config: self.inner.config.clone(),
+                polls: PollTracker::default(),
+                auth,
+            }),
+        }
+    }
+
+    /// How requests are authenticated and authorized.
+    pub fn auth(&self) -> &AuthMode {
+        &self.inner.auth
     }
 
     /// The store.
@@ -113,6 +133,12 @@ impl FhirServer {
         Box::pin(async move {
             let prefs = Preferences::parse(request.headers.prefer.as_deref());
             let interaction = route::route(request)?;
+            auth::authorize(
+                self.auth(),
+                request.principal.as_ref(),
+                request,
+                &interaction,
+            )?;
             self.run(request, prefs, interaction).await
         })
     }

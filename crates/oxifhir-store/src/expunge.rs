@@ -44,11 +44,17 @@ fn scope_conditions(
     let mut text = String::new();
     if let Some(t) = &scope.resource_type {
         params.push(Param::Text(t.clone()));
-        text.push_str(&format!(" AND {table}.resource_type = {}", dialect.placeholder(params.len())));
+        text.push_str(&format!(
+            " AND {table}.resource_type = {}",
+            dialect.placeholder(params.len())
+        ));
     }
     if let Some(id) = &scope.id {
         params.push(Param::Text(id.clone()));
-        text.push_str(&format!(" AND {table}.id = {}", dialect.placeholder(params.len())));
+        text.push_str(&format!(
+            " AND {table}.id = {}",
+            dialect.placeholder(params.len())
+        ));
     }
     text
 }

@@ -96,6 +96,23 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub jobs: JobArgs,
+    /// Authentication: none (anyone who can connect may do everything; local use) or smart
+    /// (SMART Backend Services bearer tokens; needs --auth-config).
+    #[arg(long, env = "OXIFHIR_AUTH", value_enum, default_value = "none")]
+    pub auth: AuthKind,
+    /// JSON file registering the SMART clients (public keys, scopes, admin flag) and the
+    /// token settings; used with --auth smart.
+    #[arg(long, env = "OXIFHIR_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+}
+
+/// The `--auth` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    /// No authentication.
+    None,
+    /// SMART Backend Services.
+    Smart,
 }
 
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).

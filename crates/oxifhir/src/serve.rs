@@ -1,11 +1,14 @@
 //! `oxifhir serve`: open the store, bind, serve until Ctrl-C or SIGTERM, then drain.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use oxifhir_jobs::RuntimeConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
+use oxifhir_server::auth::{AuthConfig, AuthMode, SmartAuth};
 use oxifhir_server::{FhirServer, ServerConfig, http};
 
-use crate::cli::ServeArgs;
+use crate::cli::{AuthKind, ServeArgs};
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -32,7 +35,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_active_per_client: args.jobs.max_active_jobs.max(1),
         },
     };
-    let server = FhirServer::new(store.clone(), config);
+    let auth = auth_mode(&args, &config.base_url)?;
+    let server = FhirServer::new(store.clone(), config).with_auth(auth.clone());
     let jobs = server
         .job_runtime(RuntimeConfig {
             workers: args.jobs.workers,
@@ -41,13 +45,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..RuntimeConfig::default()
         })
         .start();
-    tracing::info!(
-        backend = store.backend_name(),
-        listen = %local,
-        base_url = %base_url,
-        workers = args.jobs.workers,
-        "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
-    );
+    match &auth {
+        AuthMode::None => tracing::info!(
+            backend = store.backend_name(),
+            listen = %local,
+            base_url = %base_url,
+            workers = args.jobs.workers,
+            "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
+        ),
+        AuthMode::Smart(smart) => {
+            tracing::info!(
+                backend = store.backend_name(),
+                listen = %local,
+                base_url = %base_url,
+            workers = args.jobs.workers,
+                token_endpoint = smart.token_endpoint(),
+                clients = smart.client_count(),
+                "oxifhir is serving FHIR R4; authentication is ON (--auth smart): every request but GET /metadata needs a bearer token"
+            );
+            if smart.secret_is_ephemeral() {
+                tracing::warn!(
+                    "no signing_secret in the auth config: access tokens are signed with a random key of this process, so they stop working at restart and other nodes reject them"
+                );
+            }
+        }
+    }
     http::serve(listener, http::router(server), shutdown_signal())
         .await
         .context("serving HTTP")?;
@@ -55,6 +77,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     jobs.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The authentication the flags ask for; a bad or missing auth config stops start-up.
+fn auth_mode(args: &ServeArgs, base_url: &str) -> anyhow::Result<AuthMode> {
+    match (args.auth, &args.auth_config) {
+        (AuthKind::None, None) => Ok(AuthMode::None),
+        (AuthKind::None, Some(path)) => anyhow::bail!(
+            "--auth-config {} is given but --auth is none: pass --auth smart to enforce it (or drop the config)",
+            path.display()
+        ),
+        (AuthKind::Smart, None) => {
+            anyhow::bail!("--auth smart needs --auth-config FILE (or OXIFHIR_AUTH_CONFIG)")
+        }
+        (AuthKind::Smart, Some(path)) => {
+            let config = AuthConfig::load(path)?;
+            Ok(AuthMode::Smart(Arc::new(SmartAuth::new(config, base_url))))
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -131,9 +131,9 @@ async fn validate(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<&'s
     Ok(INTERACTION_KIND)
 }
 
-/// The client a job belongs to: every job is anonymous while authentication is off.
-pub fn owner(_request: &FhirRequest) -> Option<String> {
-    None
+/// The client a job belongs to (`None` while authentication is off): only it sees the job.
+pub fn owner(request: &FhirRequest) -> Option<String> {
+    request.principal.as_ref().map(|p| p.client_id.clone())
 }
 
 /// The body as JSON, or the `400` the interaction would answer.

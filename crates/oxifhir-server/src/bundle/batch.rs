@@ -56,7 +56,8 @@ async fn run_entry(
             "Batch entries must not depend on each other, but this entry refers to '{reference}' of the same batch; use a transaction"
         )));
     }
-    let request = entry.to_request(ctx.request.headers.prefer.as_deref())?;
+    let mut request = entry.to_request(ctx.request.headers.prefer.as_deref())?;
+    request.principal = ctx.request.principal.clone();
     let response = ctx.server.handle(&request).await?;
     Ok(EntryResult::from_response(response))
 }

@@ -5,6 +5,8 @@ mod batch;
 mod references;
 mod transaction;
 
+pub(crate) use references::conditional_references;
+
 use base64::Engine;
 use oxifhir_model::Instant;
 use oxifhir_model::bundle::{BundleWriter, EntryParts};

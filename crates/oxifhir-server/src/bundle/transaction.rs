@@ -80,6 +80,17 @@ pub(super) async fn process(
     ctx: &Context<'_>,
     entries: Vec<EntryRequest>,
 ) -> ApiResult<FhirResponse> {
+    for entry in &entries {
+        let mut request = FhirRequest::new(entry.method, &entry.url);
+        request.headers.if_none_exist = entry.if_none_exist.clone();
+        crate::auth::access::authorize_entry(
+            ctx.server.auth(),
+            ctx.request.principal.as_ref(),
+            &request,
+            entry.resource.as_ref(),
+        )
+        .map_err(|e| e.at(entry.location()))?;
+    }
     let plan = entries
         .into_iter()
         .map(plan_entry)

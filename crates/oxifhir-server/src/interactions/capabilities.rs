@@ -95,6 +95,9 @@ pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
         "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}],
         "searchParam": search_params,
     });
+    if let Some(security) = crate::auth::capability_security(ctx.server.auth()) {
+        rest["security"] = security;
+    }
     let ops = operations::capability_entries(None);
     if !ops.is_empty() {
         rest["operation"] = Value::Array(ops);

@@ -5,6 +5,7 @@
 mod support;
 
 mod asynchronous;
+mod auth;
 mod bundle;
 mod crud;
 mod input;

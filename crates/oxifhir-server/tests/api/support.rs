@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use oxifhir_jobs::{RuntimeConfig, RuntimeHandle};
 use oxifhir_server::asynchronous::AsyncConfig;
-use oxifhir_server::{FhirServer, ServerConfig, http};
+use oxifhir_server::auth::{AuthConfig, SmartAuth};
+use oxifhir_server::{AuthMode, FhirServer, ServerConfig, http};
 use oxifhir_store::StoreConfig;
 use serde_json::Value;
 
@@ -25,6 +26,8 @@ pub struct TestOptions {
     /// Job workers (0: jobs stay queued).
     pub workers: usize,
     pub asynchronous: AsyncConfig,
+    /// `Some`: run with `--auth smart` and this configuration.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for TestOptions {
@@ -32,6 +35,7 @@ impl Default for TestOptions {
         TestOptions {
             workers: 2,
             asynchronous: AsyncConfig::default(),
+            auth: None,
         }
     }
 }
@@ -110,7 +114,11 @@ impl TestServer {
             asynchronous: options.asynchronous.clone(),
             ..Default::default()
         };
-        let server = FhirServer::new(Arc::clone(&store), server_config);
+        let auth = match options.auth.clone() {
+            Some(auth) => AuthMode::Smart(Arc::new(SmartAuth::new(auth, &base))),
+            None => AuthMode::None,
+        };
+        let server = FhirServer::new(Arc::clone(&store), server_config).with_auth(auth);
         let jobs = server
             .job_runtime(RuntimeConfig {
                 workers: options.workers,

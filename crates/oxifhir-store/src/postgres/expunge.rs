@@ -18,7 +18,10 @@ async fn execute(client: &Object, sql: &Sql) -> StoreResult<u64> {
 
 /// One batch in one transaction (the caller's); the number of versions removed.
 pub(super) async fn run(client: &Object, batch: &ExpungeBatch) -> StoreResult<u64> {
-    let keys = match (expunge::given_keys(batch), expunge::select_keys(Dialect::Postgres, batch)) {
+    let keys = match (
+        expunge::given_keys(batch),
+        expunge::select_keys(Dialect::Postgres, batch),
+    ) {
         (Some(keys), _) => keys.to_vec(),
         (None, Some(select)) => {
             let statement = client.prepare_cached(&select.text).await.map_err(map_err)?;
@@ -28,17 +31,28 @@ pub(super) async fn run(client: &Object, batch: &ExpungeBatch) -> StoreResult<u6
                 .await
                 .map_err(map_err)?
                 .iter()
-                .map(|row| Ok((row.try_get(0).map_err(map_err)?, row.try_get(1).map_err(map_err)?)))
+                .map(|row| {
+                    Ok((
+                        row.try_get(0).map_err(map_err)?,
+                        row.try_get(1).map_err(map_err)?,
+                    ))
+                })
                 .collect::<StoreResult<Vec<(String, String)>>>()?
         }
         (None, None) => {
-            return execute(client, &expunge::delete_previous_versions(Dialect::Postgres, batch))
-                .await;
+            return execute(
+                client,
+                &expunge::delete_previous_versions(Dialect::Postgres, batch),
+            )
+            .await;
         }
     };
     let counted = expunge::history_statements(&keys);
     let mut versions = 0;
-    for (i, statement) in expunge::delete_keys(Dialect::Postgres, &keys).iter().enumerate() {
+    for (i, statement) in expunge::delete_keys(Dialect::Postgres, &keys)
+        .iter()
+        .enumerate()
+    {
         let changed = execute(client, statement).await?;
         if i < counted {
             versions += changed;

@@ -30,7 +30,10 @@ pub(super) fn expunge(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u6
 }
 
 fn run(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u64> {
-    let keys = match (expunge::given_keys(batch), expunge::select_keys(Dialect::Sqlite, batch)) {
+    let keys = match (
+        expunge::given_keys(batch),
+        expunge::select_keys(Dialect::Sqlite, batch),
+    ) {
         (Some(keys), _) => keys.to_vec(),
         (None, Some(select)) => conn
             .prepare_cached(&select.text)
@@ -42,12 +45,18 @@ fn run(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u64> {
             .collect::<Result<Vec<(String, String)>, _>>()
             .map_err(map_err)?,
         (None, None) => {
-            return execute(conn, &expunge::delete_previous_versions(Dialect::Sqlite, batch));
+            return execute(
+                conn,
+                &expunge::delete_previous_versions(Dialect::Sqlite, batch),
+            );
         }
     };
     let counted = expunge::history_statements(&keys);
     let mut versions = 0;
-    for (i, statement) in expunge::delete_keys(Dialect::Sqlite, &keys).iter().enumerate() {
+    for (i, statement) in expunge::delete_keys(Dialect::Sqlite, &keys)
+        .iter()
+        .enumerate()
+    {
         let changed = execute(conn, statement)?;
         if i < counted {
             versions += changed;
@@ -67,7 +76,9 @@ pub(super) fn referencing(
          WHERE target_type = ?1 AND target_id = ?2 ORDER BY resource_type, id",
     )
     .map_err(map_err)?
-    .query_map((target_type, target_id), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .query_map((target_type, target_id), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
     .map_err(map_err)?
     .collect::<Result<Vec<_>, _>>()
     .map_err(map_err)

@@ -6,8 +6,8 @@
 //! async worker threads. A transaction moves its connection guard into each blocking call
 //! and takes it back afterwards.
 
-mod group;
 mod expunge;
+mod group;
 mod history;
 mod jobs;
 mod schema;
