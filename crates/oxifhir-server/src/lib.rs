@@ -22,7 +22,7 @@ pub mod response;
 pub mod route;
 pub mod server;
 
-pub use config::ServerConfig;
+pub use config::{ExportConfig, ServerConfig};
 pub use request::{FhirRequest, Method};
 pub use response::FhirResponse;
 pub use server::FhirServer;

@@ -3,7 +3,8 @@
 use anyhow::Context;
 use oxifhir_jobs::RuntimeConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
-use oxifhir_server::{FhirServer, ServerConfig, http};
+use oxifhir_server::operations::export::files::{ExportFiles, ExportLocation};
+use oxifhir_server::{ExportConfig, FhirServer, ServerConfig, http};
 
 use crate::cli::ServeArgs;
 
@@ -21,6 +22,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .base_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}/fhir"));
+    let location = match &args.export.export_store {
+        Some(text) => ExportLocation::parse(text).map_err(anyhow::Error::msg)?,
+        None => ExportLocation::Local(args.db.data.join("exports")),
+    };
+    ExportFiles::open(&location)
+        .map_err(anyhow::Error::msg)
+        .context("opening the export store")?;
     let config = ServerConfig {
         base_url: base_url.trim_end_matches('/').to_string(),
         max_body_bytes: args.max_body_bytes,
@@ -30,6 +38,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             retention: args.jobs.job_retention,
             poll_too_fast_ratio: args.jobs.poll_too_fast_ratio.clamp(0.0, 1.0),
             max_active_per_client: args.jobs.max_active_jobs.max(1),
+        },
+        export: ExportConfig {
+            location: location.clone(),
+            file_resources: args.export.export_part_size.max(1),
+            file_bytes: args.export.export_part_bytes.max(1),
+            batch: args.export.export_batch.max(1),
+            throttle: args.export.export_throttle,
+            ..ExportConfig::default()
         },
     };
     let server = FhirServer::new(store.clone(), config);
@@ -46,6 +62,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen = %local,
         base_url = %base_url,
         workers = args.jobs.workers,
+        export_store = %location,
         "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
     );
     http::serve(listener, http::router(server), shutdown_signal())

@@ -388,6 +388,7 @@ fhir_test! {
             max_active_per_client: 2,
             ..Default::default()
         },
+        ..TestOptions::default()
     };
     async fn too_many_active_jobs_are_refused_at_kickoff(s: &TestServer) {
         let first = kickoff(s, "GET", "metadata", &[], None).await;

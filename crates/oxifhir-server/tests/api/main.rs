@@ -7,5 +7,6 @@ mod support;
 mod asynchronous;
 mod bundle;
 mod crud;
+mod export;
 mod input;
 mod search_history;

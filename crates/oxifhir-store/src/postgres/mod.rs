@@ -10,6 +10,7 @@
 //! and if that cannot happen (no runtime, a failed rollback), the connection is closed
 //! instead of being returned with an open transaction.
 
+mod export;
 mod history;
 mod jobs;
 mod schema;
@@ -29,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
     StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
@@ -160,6 +161,14 @@ impl Store for PostgresStore {
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
         search::search(&*self.client().await?, query).await
+    }
+
+    async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch> {
+        export::scan(&*self.client().await?, scan).await
+    }
+
+    async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
+        export::scan_count(&*self.client().await?, scan).await
     }
 }
 

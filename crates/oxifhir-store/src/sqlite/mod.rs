@@ -6,6 +6,7 @@
 //! async worker threads. A transaction moves its connection guard into each blocking call
 //! and takes it back afterwards.
 
+mod export;
 mod group;
 mod history;
 mod jobs;
@@ -24,7 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
     StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
@@ -151,6 +152,20 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.readers
             .run(move |conn| search::search(conn, &query))
+            .await
+    }
+
+    async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch> {
+        let scan = scan.clone();
+        self.readers
+            .run(move |conn| export::scan(conn, &scan))
+            .await
+    }
+
+    async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
+        let scan = scan.clone();
+        self.readers
+            .run(move |conn| export::scan_count(conn, &scan))
             .await
     }
 }
