@@ -164,7 +164,10 @@ async fn export_file(
                 axum::http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/fhir+ndjson"),
             );
-            headers.insert(axum::http::header::CONTENT_LENGTH, HeaderValue::from(file.size));
+            headers.insert(
+                axum::http::header::CONTENT_LENGTH,
+                HeaderValue::from(file.size),
+            );
             http
         }
         Err(error) => error_response(&error),

@@ -119,7 +119,11 @@ fn filter_sql(dialect: Dialect, params: &mut Vec<Param>, filter: &ExportFilter) 
 /// The statement of one batch: up to `limit` rows of `resources` after `after_id`.
 pub(crate) fn plan_scan(dialect: Dialect, scan: &ExportScan) -> Sql {
     let mut params = Vec::new();
-    let t = placeholder(dialect, &mut params, Param::Text(scan.resource_type.clone()));
+    let t = placeholder(
+        dialect,
+        &mut params,
+        Param::Text(scan.resource_type.clone()),
+    );
     let mut clauses = vec![format!("resource_type = {t}")];
     if let Some(after) = &scan.after_id {
         let a = placeholder(dialect, &mut params, Param::Text(after.clone()));
@@ -157,7 +161,11 @@ pub(crate) fn plan_scan(dialect: Dialect, scan: &ExportScan) -> Sql {
 /// after the cut are not counted): the `M` of "Exported N of M".
 pub(crate) fn plan_count(dialect: Dialect, scan: &ExportScan) -> Sql {
     let mut params = Vec::new();
-    let t = placeholder(dialect, &mut params, Param::Text(scan.resource_type.clone()));
+    let t = placeholder(
+        dialect,
+        &mut params,
+        Param::Text(scan.resource_type.clone()),
+    );
     let cut = placeholder(dialect, &mut params, Param::Int(scan.cut));
     let mut text = format!(
         "SELECT count(*) FROM resources WHERE resource_type = {t} AND method <> 'D' \
@@ -261,7 +269,11 @@ mod tests {
         );
         assert_eq!(sql.params.len(), 8);
         let count = plan_count(Dialect::Sqlite, &scan);
-        assert!(count.text.starts_with("SELECT count(*) FROM resources WHERE resource_type = ?1"));
+        assert!(
+            count
+                .text
+                .starts_with("SELECT count(*) FROM resources WHERE resource_type = ?1")
+        );
         assert_eq!(count.params.len(), 6);
     }
 }

@@ -123,7 +123,12 @@ pub struct ExportArgs {
     pub export_throttle: std::time::Duration,
 
     /// Resources an export reads per statement.
-    #[arg(long, env = "OXIFHIR_EXPORT_BATCH", default_value_t = 1000, hide = true)]
+    #[arg(
+        long,
+        env = "OXIFHIR_EXPORT_BATCH",
+        default_value_t = 1000,
+        hide = true
+    )]
     pub export_batch: usize,
 }
 

@@ -76,13 +76,17 @@ async fn start(db: &[String], exports: &Path, log: &Path) -> Node {
 async fn load(base: &str) {
     let mut entries = Vec::new();
     for i in 0..250 {
-        entries.push(json!({"resource": {"resourceType": "Patient", "id": format!("p{i:03}"),
+        entries.push(
+            json!({"resource": {"resourceType": "Patient", "id": format!("p{i:03}"),
             "name": [{"family": format!("F{i}")}]},
-            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}}));
-        entries.push(json!({"resource": {"resourceType": "Observation", "id": format!("o{i:03}"),
+            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}}),
+        );
+        entries.push(
+            json!({"resource": {"resourceType": "Observation", "id": format!("o{i:03}"),
             "status": "final", "code": {"text": "x"},
             "subject": {"reference": format!("Patient/p{i:03}")}},
-            "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}));
+            "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}),
+        );
     }
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     let r = reqwest::Client::new()
@@ -103,7 +107,10 @@ async fn kickoff(base: &str) -> String {
         .await
         .expect("kick-off");
     assert_eq!(r.status(), 202);
-    let location = r.headers()["content-location"].to_str().expect("text").to_owned();
+    let location = r.headers()["content-location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
     location.rsplit('/').next().expect("id").to_owned()
 }
 
@@ -177,7 +184,10 @@ fn check(files: &[(String, String, u64, String)]) {
         for line in text.lines() {
             let v: Value = serde_json::from_str(line).expect("line");
             assert_eq!(v["resourceType"], t.as_str());
-            assert!(ids.insert(format!("{t}/{}", v["id"].as_str().expect("id"))), "{line}");
+            assert!(
+                ids.insert(format!("{t}/{}", v["id"].as_str().expect("id"))),
+                "{line}"
+            );
         }
     }
     assert_eq!(ids.len(), 500);

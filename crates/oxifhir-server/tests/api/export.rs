@@ -18,7 +18,9 @@ type Found = BTreeMap<String, BTreeSet<String>>;
 fn expected(items: &[(&str, &str)]) -> Found {
     let mut out = Found::new();
     for (t, id) in items {
-        out.entry((*t).to_owned()).or_default().insert((*id).to_owned());
+        out.entry((*t).to_owned())
+            .or_default()
+            .insert((*id).to_owned());
     }
     out
 }
@@ -38,7 +40,11 @@ async fn wait(s: &TestServer, status_url: &str) -> Reply {
             return r;
         }
         assert!(r.header("x-progress").is_some(), "X-Progress");
-        let wait: u64 = r.header("retry-after").expect("Retry-After").parse().expect("int");
+        let wait: u64 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("int");
         tokio::time::sleep(Duration::from_secs(wait)).await;
     }
     panic!("{status_url} did not finish");
@@ -53,11 +59,23 @@ async fn export(s: &TestServer, path: &str) -> Value {
 async fn manifest_of(s: &TestServer, status_url: &str) -> Value {
     let done = wait(s, status_url).await;
     assert_eq!(done.status, 200, "final poll: {}", done.text());
-    assert_eq!(done.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        done.header("content-type").as_deref(),
+        Some("application/json")
+    );
     assert!(done.header("expires").is_some(), "Expires");
     let manifest = done.json();
-    for key in ["transactionTime", "request", "requiresAccessToken", "output", "error"] {
-        assert!(manifest.get(key).is_some(), "manifest has {key}: {manifest}");
+    for key in [
+        "transactionTime",
+        "request",
+        "requiresAccessToken",
+        "output",
+        "error",
+    ] {
+        assert!(
+            manifest.get(key).is_some(),
+            "manifest has {key}: {manifest}"
+        );
     }
     assert_eq!(manifest["requiresAccessToken"], false);
     manifest
@@ -65,10 +83,16 @@ async fn manifest_of(s: &TestServer, status_url: &str) -> Value {
 
 /// Downloads a file: status 200, NDJSON content type, every line JSON.
 async fn download(s: &TestServer, url: &str) -> Vec<Value> {
-    assert!(url.starts_with(&s.base), "absolute URL under the base: {url}");
+    assert!(
+        url.starts_with(&s.base),
+        "absolute URL under the base: {url}"
+    );
     let r = s.get(url).await;
     assert_eq!(r.status, 200, "{url}: {}", r.text());
-    assert_eq!(r.header("content-type").as_deref(), Some("application/fhir+ndjson"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/fhir+ndjson")
+    );
     let text = r.text();
     assert!(text.is_empty() || text.ends_with('\n'));
     text.lines()
@@ -84,7 +108,11 @@ async fn contents(s: &TestServer, items: &Value) -> (Found, Vec<Value>) {
     for item in items.as_array().expect("array") {
         let t = item["type"].as_str().expect("type");
         let lines = download(s, item["url"].as_str().expect("url")).await;
-        assert_eq!(item["count"].as_u64(), Some(lines.len() as u64), "count of {item}");
+        assert_eq!(
+            item["count"].as_u64(),
+            Some(lines.len() as u64),
+            "count of {item}"
+        );
         for line in lines {
             assert_eq!(line["resourceType"], t, "line of a {t} file");
             let id = line["id"].as_str().unwrap_or_default().to_owned();
@@ -119,9 +147,17 @@ async fn deleted(s: &TestServer, manifest: &Value) -> BTreeSet<String> {
 }
 
 async fn put(s: &TestServer, body: Value) {
-    let path = format!("{}/{}", body["resourceType"].as_str().unwrap(), body["id"].as_str().unwrap());
+    let path = format!(
+        "{}/{}",
+        body["resourceType"].as_str().unwrap(),
+        body["id"].as_str().unwrap()
+    );
     let r = s.put(&path, &body).await;
-    assert!(r.status == 200 || r.status == 201, "PUT {path}: {}", r.text());
+    assert!(
+        r.status == 200 || r.status == 201,
+        "PUT {path}: {}",
+        r.text()
+    );
 }
 
 fn observation(id: &str, patient: &str) -> Value {
@@ -133,18 +169,34 @@ fn observation(id: &str, patient: &str) -> Value {
 /// Group with members p1 and p2.
 async fn seed(s: &TestServer) {
     for p in ["p1", "p2", "p3"] {
-        put(s, json!({"resourceType": "Patient", "id": p, "gender": "female",
-                      "name": [{"family": format!("F{p}")}]})).await;
+        put(
+            s,
+            json!({"resourceType": "Patient", "id": p, "gender": "female",
+                      "name": [{"family": format!("F{p}")}]}),
+        )
+        .await;
     }
     for (o, p) in [("o1", "p1"), ("o2", "p2"), ("o3", "p3")] {
         put(s, observation(o, p)).await;
     }
-    put(s, json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
-                  "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}})).await;
-    put(s, json!({"resourceType": "Organization", "id": "org1", "name": "Acme"})).await;
-    put(s, json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+    put(
+        s,
+        json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
+                  "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}}),
+    )
+    .await;
+    put(
+        s,
+        json!({"resourceType": "Organization", "id": "org1", "name": "Acme"}),
+    )
+    .await;
+    put(
+        s,
+        json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
                   "member": [{"entity": {"reference": "Patient/p1"}},
-                             {"entity": {"reference": "Patient/p2"}}]})).await;
+                             {"entity": {"reference": "Patient/p2"}}]}),
+    )
+    .await;
 }
 
 fhir_test! {
@@ -433,7 +485,13 @@ fhir_test! {
 }
 
 fn files_in(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_file()).count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 fhir_test! {

@@ -22,7 +22,10 @@ pub(super) async fn scan(client: &ClientWrapper, scan: &ExportScan) -> StoreResu
         .prepare_cached(&export::version_at(Dialect::Postgres))
         .await
         .map_err(map_err)?;
-    for version in current.iter().filter(|v| v.last_updated.millis() > scan.cut) {
+    for version in current
+        .iter()
+        .filter(|v| v.last_updated.millis() > scan.cut)
+    {
         let row = client
             .query_opt(&history, &[&version.resource_type, &version.id, &scan.cut])
             .await

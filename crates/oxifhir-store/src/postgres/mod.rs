@@ -30,8 +30,8 @@ use tokio_postgres::types::ToSql;
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
-    StoreError, StoreResult, StoreTx, VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage,
+    SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Most connections one store keeps open.

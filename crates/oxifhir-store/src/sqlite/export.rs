@@ -19,10 +19,7 @@ pub(super) fn scan(conn: &Connection, scan: &ExportScan) -> StoreResult<ExportBa
     export::finish_scan(scan, current, |version| {
         let mut stmt = conn.prepare_cached(&history).map_err(map_err)?;
         let found = stmt
-            .query_row(
-                (&version.resource_type, &version.id, scan.cut),
-                row_data,
-            )
+            .query_row((&version.resource_type, &version.id, scan.cut), row_data)
             .optional()
             .map_err(map_err)?;
         Ok(found.map(|r| r.version))

@@ -25,8 +25,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
-    StoreError, StoreResult, StoreTx, VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage,
+    SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Number of reader connections.

@@ -1,8 +1,6 @@
 //! Export scans: versions at a cut, keyset batches by id, `since`, deletions, compartments.
 
-use oxifhir_store::{
-    ExportFilter, ExportRow, ExportScan, IndexEntries, ReferenceEntry, Store,
-};
+use oxifhir_store::{ExportFilter, ExportRow, ExportScan, IndexEntries, ReferenceEntry, Store};
 
 use crate::harness::{Harness, WriteExt, delete, put, write};
 
@@ -74,7 +72,10 @@ async fn export_scan_reads_versions_at_the_cut(h: Harness) {
         write(store, w).await.expect("write");
     }
     let cut = 200;
-    assert_eq!(keys(&all(store, scan("Patient", cut)).await), ["a/1*", "b/1*", "e/1"]);
+    assert_eq!(
+        keys(&all(store, scan("Patient", cut)).await),
+        ["a/1*", "b/1*", "e/1"]
+    );
     // In batches of one, with nothing lost or repeated.
     let mut small = scan("Patient", cut);
     small.limit = 1;
@@ -88,14 +89,29 @@ async fn export_scan_reads_versions_at_the_cut(h: Harness) {
     assert_eq!(keys(&rows), ["b/1*", "d/2"]);
     assert!(rows[1].version.is_deleted());
     // A later cut sees later versions; b is deleted at 400.
-    assert_eq!(keys(&all(store, scan("Patient", 1_000)).await), ["a/2", "c/1", "e/1"]);
+    assert_eq!(
+        keys(&all(store, scan("Patient", 1_000)).await),
+        ["a/2", "c/1", "e/1"]
+    );
     let mut deleted = scan("Patient", 1_000);
     deleted.since = Some(350);
     deleted.include_deleted = true;
     assert_eq!(keys(&all(store, deleted).await), ["b/2", "c/1"]);
     // Counts leave out rows changed after the cut.
-    assert_eq!(store.export_count(&scan("Patient", cut)).await.expect("count"), 1);
-    assert_eq!(store.export_count(&scan("Patient", 1_000)).await.expect("count"), 3);
+    assert_eq!(
+        store
+            .export_count(&scan("Patient", cut))
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        store
+            .export_count(&scan("Patient", 1_000))
+            .await
+            .expect("count"),
+        3
+    );
     assert_eq!(keys(&all(store, scan("Observation", cut)).await), ["o/1"]);
 }
 
@@ -109,7 +125,9 @@ async fn export_scan_filters_by_compartment(h: Harness) {
         .await
         .expect("write");
     }
-    write(store, put("Observation", "o5", 1, 100)).await.expect("write");
+    write(store, put("Observation", "o5", 1, 100))
+        .await
+        .expect("write");
     let compartment = |ids: Option<Vec<&str>>| ExportFilter::References {
         params: vec!["subject".into(), "performer".into()],
         target_type: "Patient".into(),
@@ -117,7 +135,10 @@ async fn export_scan_filters_by_compartment(h: Harness) {
     };
     let mut s = scan("Observation", 1_000);
     s.filter = compartment(None);
-    assert_eq!(keys(&all(store, s.clone()).await), ["o1/1", "o2/1", "o3/1", "o4/1"]);
+    assert_eq!(
+        keys(&all(store, s.clone()).await),
+        ["o1/1", "o2/1", "o3/1", "o4/1"]
+    );
     s.filter = compartment(Some(vec!["p1", "p3"]));
     assert_eq!(keys(&all(store, s.clone()).await), ["o1/1", "o3/1", "o4/1"]);
     assert_eq!(store.export_count(&s).await.expect("count"), 3);
@@ -126,9 +147,12 @@ async fn export_scan_filters_by_compartment(h: Harness) {
     s.filter = ExportFilter::Ids(vec!["o2".into(), "o5".into()]);
     assert_eq!(keys(&all(store, s).await), ["o2/1", "o5/1"]);
     // A resource that changed after the cut comes back unfiltered, from history.
-    write(store, put("Observation", "o2", 2, 2_000).with_index(subject("p1")))
-        .await
-        .expect("write");
+    write(
+        store,
+        put("Observation", "o2", 2, 2_000).with_index(subject("p1")),
+    )
+    .await
+    .expect("write");
     let mut s = scan("Observation", 1_000);
     s.filter = compartment(Some(vec!["p3"]));
     assert_eq!(keys(&all(store, s).await), ["o2/1*", "o4/1"]);

@@ -258,7 +258,14 @@ mod tests {
     fn file_names() {
         assert!(is_file_name("Patient-1.ndjson"));
         assert!(is_file_name("Observation-deleted-12.ndjson"));
-        for bad in ["../x.ndjson", "a/b.ndjson", "x.json", ".ndjson", "a..b.ndjson", "%2e.ndjson"] {
+        for bad in [
+            "../x.ndjson",
+            "a/b.ndjson",
+            "x.json",
+            ".ndjson",
+            "a..b.ndjson",
+            "%2e.ndjson",
+        ] {
             assert!(!is_file_name(bad), "{bad}");
         }
     }
@@ -272,10 +279,17 @@ mod tests {
         w.line(b"{\"a\":2}").await.unwrap();
         assert_eq!(w.finish().await.unwrap(), 2);
         assert_eq!(files.list("job1").await.unwrap(), ["Patient-1.ndjson"]);
-        let body = files.read("job1", "Patient-1.ndjson").await.unwrap().unwrap();
+        let body = files
+            .read("job1", "Patient-1.ndjson")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(body.size, 16);
         let chunks: Vec<_> = body.stream.collect().await;
-        let text: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        let text: Vec<u8> = chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect();
         assert_eq!(text, b"{\"a\":1}\n{\"a\":2}\n");
         assert!(files.read("job1", "nope.ndjson").await.unwrap().is_none());
         files.remove("job1").await.unwrap();

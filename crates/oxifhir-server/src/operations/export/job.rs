@@ -94,8 +94,10 @@ fn transient(e: impl std::fmt::Display) -> JobError {
 
 /// A failed export's stored answer: the error's status and OperationOutcome.
 fn failure(error: &ApiError) -> Result<JobOutput, JobError> {
-    let response =
-        crate::format::apply(FhirResponse::from_error(error), crate::format::Format::default());
+    let response = crate::format::apply(
+        FhirResponse::from_error(error),
+        crate::format::Format::default(),
+    );
     let result = serde_json::to_vec(&response)
         .map_err(|e| JobError::Fatal(format!("cannot store the failure: {e}")))?;
     Ok(JobOutput {
@@ -111,7 +113,9 @@ impl Job for ExportJob {
         let request: FhirRequest = serde_json::from_slice(&ctx.job().input)
             .map_err(|e| JobError::Fatal(format!("the stored request is unreadable: {e}")))?;
         let Ok(Interaction::Operation { target, .. }) = route::route(&request) else {
-            return Err(JobError::Fatal("the stored request is not an $export".into()));
+            return Err(JobError::Fatal(
+                "the stored request is not an $export".into(),
+            ));
         };
         let lenient = Preferences::parse(request.headers.prefer.as_deref()).lenient_explicit;
         let export = match params::parse(self.server.config(), &request, &target, lenient) {
@@ -140,13 +144,19 @@ impl Job for ExportJob {
         while progress.type_index < export.types.len() {
             run.part(&mut progress).await?;
             ctx.set_progress(progress.text());
-            ctx.checkpoint(&checkpoint_bytes(&progress)?, Some(Instant::from_millis(progress.cut)))
-                .await?;
+            ctx.checkpoint(
+                &checkpoint_bytes(&progress)?,
+                Some(Instant::from_millis(progress.cut)),
+            )
+            .await?;
         }
         if !export.ignored.is_empty() {
             let mut errors = files.create(&ctx.job().id, "errors.ndjson");
             for text in &export.ignored {
-                errors.line(&ignored_outcome(text)).await.map_err(transient)?;
+                errors
+                    .line(&ignored_outcome(text))
+                    .await
+                    .map_err(transient)?;
             }
             progress.files.push(ExportFile {
                 kind: FileKind::Error,
@@ -169,7 +179,10 @@ impl Job for ExportJob {
     }
 
     async fn discard(&self, job: &JobRecord) -> Result<(), String> {
-        let files = self.server.export_files().map_err(|e| e.message().to_owned())?;
+        let files = self
+            .server
+            .export_files()
+            .map_err(|e| e.message().to_owned())?;
         files.remove(&job.id).await
     }
 }
@@ -235,8 +248,11 @@ impl ExportJob {
             patients,
         };
         ctx.set_progress(progress.text());
-        ctx.checkpoint(&checkpoint_bytes(&progress)?, Some(Instant::from_millis(cut)))
-            .await?;
+        ctx.checkpoint(
+            &checkpoint_bytes(&progress)?,
+            Some(Instant::from_millis(cut)),
+        )
+        .await?;
         Ok(Ok(progress))
     }
 }
@@ -300,7 +316,11 @@ impl Run<'_> {
             .export
             .elements
             .iter()
-            .filter(|e| e.resource_type.as_deref().is_none_or(|t| t == resource_type))
+            .filter(|e| {
+                e.resource_type
+                    .as_deref()
+                    .is_none_or(|t| t == resource_type)
+            })
             .collect();
         let job_id = &self.ctx.job().id;
         let output_name = format!("{resource_type}-{}.ndjson", progress.part);
@@ -330,7 +350,8 @@ impl Run<'_> {
             for row in rows {
                 let version = row.version;
                 if version.is_deleted() {
-                    let writer = deleted.get_or_insert_with(|| self.files.create(job_id, &deleted_name));
+                    let writer =
+                        deleted.get_or_insert_with(|| self.files.create(job_id, &deleted_name));
                     writer
                         .line(&delete_bundle(&version))
                         .await
@@ -353,15 +374,20 @@ impl Run<'_> {
             if batch.complete {
                 break true;
             }
-            let full = output.as_ref().is_some_and(|w| {
-                w.lines() >= max_lines || w.bytes() >= settings.file_bytes
-            });
+            let full = output
+                .as_ref()
+                .is_some_and(|w| w.lines() >= max_lines || w.bytes() >= settings.file_bytes);
             if full {
                 break false;
             }
         };
         for (writer, kind, name, file_type) in [
-            (output, FileKind::Output, output_name, resource_type.as_str()),
+            (
+                output,
+                FileKind::Output,
+                output_name,
+                resource_type.as_str(),
+            ),
             (deleted, FileKind::Deleted, deleted_name, "Bundle"),
         ] {
             if let Some(writer) = writer {
@@ -519,9 +545,9 @@ fn subset(version: &ResourceVersion, elements: &[&ElementSelector]) -> Result<Ve
     for (key, value) in map {
         let keep = matches!(key.as_str(), "resourceType" | "id" | "meta")
             || required.contains(&key)
-            || elements.iter().any(|e| {
-                params::choice_of(key.trim_start_matches('_'), &e.element)
-            });
+            || elements
+                .iter()
+                .any(|e| params::choice_of(key.trim_start_matches('_'), &e.element));
         if keep {
             out.insert(key, value);
         }

@@ -125,10 +125,10 @@ fn validate<'a>(ctx: &'a Context<'a>, target: &'a OperationTarget) -> BoxFuture<
                 } else {
                     "on this server"
                 };
-                return Err(ApiError::bad_request(format!(
-                    "Patient/{patient} is not {place}"
-                ))
-                .at("patient"));
+                return Err(
+                    ApiError::bad_request(format!("Patient/{patient} is not {place}"))
+                        .at("patient"),
+                );
             }
         }
         Ok(())

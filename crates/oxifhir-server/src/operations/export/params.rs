@@ -198,7 +198,10 @@ fn gather(request: &FhirRequest) -> ApiResult<Vec<(String, String)>> {
     }
     body_kind(request, &[BodyKind::Json])?;
     let body = oxifhir_model::json::parse(&request.body).map_err(|e| {
-        ApiError::bad_request(format!("The body is not JSON: {}", truncate(&e.to_string(), 120)))
+        ApiError::bad_request(format!(
+            "The body is not JSON: {}",
+            truncate(&e.to_string(), 120)
+        ))
     })?;
     if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         return Err(ApiError::bad_request(
@@ -261,7 +264,9 @@ fn instant_param(params: &[(String, String)], name: &str) -> ApiResult<Option<In
                 ))
                 .at(name.to_owned())
             }),
-        _ => Err(ApiError::bad_request(format!("{name} may be given only once")).at(name.to_owned())),
+        _ => {
+            Err(ApiError::bad_request(format!("{name} may be given only once")).at(name.to_owned()))
+        }
     }
 }
 
@@ -280,7 +285,10 @@ fn export_types(
                 .map(|t| (*t).to_owned())
                 .collect()
         } else {
-            resource_type::all().iter().map(|t| (*t).to_owned()).collect()
+            resource_type::all()
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect()
         };
     }
     for t in requested {
@@ -295,7 +303,9 @@ fn export_types(
         } else if compartment_only && !compartment::in_patient_compartment(t) {
             problems.unsupported(
                 "_type",
-                format!("{t} is not in the Patient compartment, so a Patient or Group export has none"),
+                format!(
+                    "{t} is not in the Patient compartment, so a Patient or Group export has none"
+                ),
             )?;
         } else {
             types.push(t.clone());
@@ -378,7 +388,10 @@ fn elements(values: &[String], problems: &mut Problems) -> ApiResult<Vec<Element
         };
         let type_ok = resource_type.is_none_or(resource_type::is_r4);
         let element_ok = !element.is_empty()
-            && element.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && element
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase())
             && element.chars().all(|c| c.is_ascii_alphanumeric())
             && resource_type.is_none_or(|t| {
                 oxifhir_model::validation::element_names(t)
@@ -525,12 +538,21 @@ mod tests {
         let all = get("$export").unwrap();
         assert_eq!(all.types.len(), resource_type::all().len());
         let patient = get("Patient/$export").unwrap();
-        assert_eq!(patient.types.len(), compartment::patient_compartment_types().len());
+        assert_eq!(
+            patient.types.len(),
+            compartment::patient_compartment_types().len()
+        );
         let some = get("$export?_type=Patient,Observation&_type=Patient").unwrap();
         assert_eq!(some.types, ["Observation", "Patient"]);
         assert_eq!(get("$export?_type=x,y"), Err(400));
         assert_eq!(get("Patient/$export?_type=Organization"), Err(400));
-        let lenient = p(Method::Get, "Patient/$export?_type=Organization,Patient", "", true).unwrap();
+        let lenient = p(
+            Method::Get,
+            "Patient/$export?_type=Organization,Patient",
+            "",
+            true,
+        )
+        .unwrap();
         assert_eq!(lenient.types, ["Patient"]);
         assert_eq!(lenient.ignored.len(), 1);
     }
@@ -538,15 +560,24 @@ mod tests {
     #[test]
     fn formats_and_times() {
         for format in ["application/fhir+ndjson", "application/ndjson", "ndjson"] {
-            assert!(get(&format!("$export?_outputFormat={format}")).is_ok(), "{format}");
+            assert!(
+                get(&format!("$export?_outputFormat={format}")).is_ok(),
+                "{format}"
+            );
         }
         assert_eq!(get("$export?_outputFormat=text/csv"), Err(400));
         let r = get("$export?_since=2024-01-02T03:04:05Z&_until=2025-01-01T00:00:00Z").unwrap();
-        assert_eq!(r.since.map(|i| i.to_string()).as_deref(), Some("2024-01-02T03:04:05.000Z"));
+        assert_eq!(
+            r.since.map(|i| i.to_string()).as_deref(),
+            Some("2024-01-02T03:04:05.000Z")
+        );
         assert!(r.until.is_some());
         assert_eq!(get("$export?_since=yesterday"), Err(400));
         assert_eq!(get("$export?foo=bar"), Err(400));
-        assert_eq!(get("$export?includeAssociatedData=LatestProvenanceResources"), Err(400));
+        assert_eq!(
+            get("$export?includeAssociatedData=LatestProvenanceResources"),
+            Err(400)
+        );
     }
 
     #[test]
@@ -556,8 +587,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.type_filters.len(), 2);
-        assert_eq!(r.type_filters[0].query, [("_id".to_owned(), "a,b".to_owned())]);
-        assert_eq!(get("$export?_type=Patient&_typeFilter=Observation%3F_id%3Da"), Err(400));
+        assert_eq!(
+            r.type_filters[0].query,
+            [("_id".to_owned(), "a,b".to_owned())]
+        );
+        assert_eq!(
+            get("$export?_type=Patient&_typeFilter=Observation%3F_id%3Da"),
+            Err(400)
+        );
         assert_eq!(get("$export?_typeFilter=Patient%3F_sort%3D_id"), Err(400));
         assert_eq!(get("$export?_typeFilter=Patient"), Err(400));
     }
