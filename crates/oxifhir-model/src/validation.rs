@@ -171,6 +171,46 @@ pub fn validate(resource: &Value) -> Result<(), Vec<ValidationIssue>> {
     }
 }
 
+/// The JSON property names of `resource_type` in the R4 schema, without the `_name`
+/// properties of primitive extensions (choice elements appear once per type: `valueQuantity`,
+/// `valueString`, …). Empty for a type that is not R4.
+pub fn element_names(resource_type: &str) -> Vec<String> {
+    definition(resource_type)
+        .and_then(|d| d.get("properties"))
+        .and_then(Value::as_object)
+        .map(|properties| {
+            properties
+                .keys()
+                .filter(|k| !k.starts_with('_'))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The properties the R4 schema requires of `resource_type` (complex elements with a minimum
+/// of one, and `resourceType`); required primitives are not listed by the schema.
+pub fn required_elements(resource_type: &str) -> Vec<String> {
+    definition(resource_type)
+        .and_then(|d| d.get("required"))
+        .and_then(Value::as_array)
+        .map(|required| {
+            required
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn definition(resource_type: &str) -> Option<&'static Value> {
+    if !resource_type::is_r4(resource_type) {
+        return None;
+    }
+    SCHEMA.document.get("definitions")?.get(resource_type)
+}
+
 /// Compiles the validators of the given types now, so that the first requests do not pay
 /// for it (a few milliseconds each; a server may do this at start for its common types).
 /// Returns the first error: a type that is not R4, or a schema that does not compile.

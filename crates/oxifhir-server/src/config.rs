@@ -14,6 +14,41 @@ pub struct ServerConfig {
     pub max_count: usize,
     /// The asynchronous request pattern.
     pub asynchronous: crate::asynchronous::AsyncConfig,
+    /// Bulk Data export.
+    pub export: ExportConfig,
+}
+
+/// Settings of Bulk Data export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// Where export files are kept.
+    pub location: crate::operations::export::files::ExportLocation,
+    /// Most resources in one file.
+    pub file_resources: u64,
+    /// A file is closed once it holds this many bytes (it may exceed them by one batch).
+    pub file_bytes: u64,
+    /// Resources read per statement.
+    pub batch: usize,
+    /// How long after its cut an export starts reading, so that every write stamped before
+    /// the cut has committed.
+    pub settle: std::time::Duration,
+    /// A pause after each batch (to make exports slow in crash tests); zero in production.
+    pub throttle: std::time::Duration,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            location: crate::operations::export::files::ExportLocation::Local(
+                std::env::temp_dir().join("oxifhir-exports"),
+            ),
+            file_resources: 100_000,
+            file_bytes: 256 * 1024 * 1024,
+            batch: 1000,
+            settle: std::time::Duration::from_millis(500),
+            throttle: std::time::Duration::ZERO,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -24,6 +59,7 @@ impl Default for ServerConfig {
             default_count: 20,
             max_count: 1000,
             asynchronous: Default::default(),
+            export: ExportConfig::default(),
         }
     }
 }

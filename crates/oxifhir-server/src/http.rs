@@ -17,7 +17,19 @@ use crate::server::FhirServer;
 
 /// The router serving the FHIR API under the base path of the server's base URL.
 pub fn router(server: FhirServer) -> Router {
-    Router::new().fallback(handle).with_state(server)
+    let files = format!(
+        "{}/_async/{{id}}/files/{{name}}",
+        server.config().base_path()
+    );
+    Router::new()
+        .route(
+            &files,
+            axum::routing::get(export_file)
+                .fallback(handle)
+                .layer(tower_http::compression::CompressionLayer::new().gzip(true)),
+        )
+        .fallback(handle)
+        .with_state(server)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes open requests.
@@ -155,6 +167,47 @@ fn headers(map: &HeaderMap) -> RequestHeaders {
         if_none_exist: get("if-none-exist"),
         if_modified_since: get("if-modified-since"),
     }
+}
+
+/// `GET {base}/_async/{id}/files/{name}`: an export file streamed from the export store as
+/// `application/fhir+ndjson` (gzip-compressed by the route's layer when the client accepts
+/// it).
+async fn export_file(
+    State(server): State<FhirServer>,
+    path: Result<axum::extract::Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let Ok(axum::extract::Path((id, name))) = path else {
+        return error_response(&ApiError::not_found("No such export file"));
+    };
+    let request = FhirRequest::new(Method::Get, &format!("_async/{id}/files"));
+    let ctx = crate::interactions::Context {
+        server: &server,
+        request: &request,
+        prefs: Default::default(),
+    };
+    match crate::operations::export::file(&ctx, &id, &name).await {
+        Ok(file) => {
+            let mut http = Body::from_stream(file.stream).into_response();
+            let headers = http.headers_mut();
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/fhir+ndjson"),
+            );
+            headers.insert(
+                axum::http::header::CONTENT_LENGTH,
+                HeaderValue::from(file.size),
+            );
+            http
+        }
+        Err(error) => error_response(&error),
+    }
+}
+
+fn error_response(error: &ApiError) -> Response {
+    to_http(crate::format::apply(
+        FhirResponse::from_error(error),
+        Default::default(),
+    ))
 }
 
 fn to_http(response: FhirResponse) -> Response {

@@ -24,7 +24,7 @@ pub mod route;
 pub mod server;
 
 pub use auth::{AuthMode, Principal};
-pub use config::ServerConfig;
+pub use config::{ExportConfig, ServerConfig};
 pub use request::{FhirRequest, Method};
 pub use response::FhirResponse;
 pub use server::FhirServer;

@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::format;
 use crate::interactions;
 use crate::operations;
+use crate::operations::export::files::ExportFiles;
 use crate::prefer::Preferences;
 use crate::request::{FhirRequest, Method};
 use crate::response::FhirResponse;
@@ -30,6 +31,8 @@ struct Inner {
     config: ServerConfig,
     polls: PollTracker,
     auth: AuthMode,
+    /// The store of export files, or why it cannot be used.
+    export_files: Result<ExportFiles, String>,
 }
 
 impl FhirServer {
@@ -37,6 +40,7 @@ impl FhirServer {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         FhirServer {
             inner: Arc::new(Inner {
+                export_files: ExportFiles::open(&config.export.location),
                 store,
                 config,
                 polls: PollTracker::default(),
@@ -53,6 +57,7 @@ impl FhirServer {
                 config: self.inner.config.clone(),
                 polls: PollTracker::default(),
                 auth,
+                export_files: ExportFiles::open(&self.inner.config.export.location),
             }),
         }
     }
@@ -91,7 +96,19 @@ impl FhirServer {
                 self.clone(),
             )),
         );
+        runtime.register(
+            operations::export::KIND,
+            Arc::new(operations::export::job::ExportJob::new(self.clone())),
+        );
         runtime
+    }
+
+    /// The store of export files (`500` when it could not be opened).
+    pub fn export_files(&self) -> ApiResult<&ExportFiles> {
+        self.inner
+            .export_files
+            .as_ref()
+            .map_err(|e| ApiError::internal(format!("the export store is unusable: {e}")))
     }
 
     /// The settings.

@@ -8,6 +8,7 @@
 
 mod cursor;
 mod error;
+pub mod export;
 pub mod expunge;
 pub mod jobs;
 pub mod postgres;
@@ -16,6 +17,7 @@ pub mod sqlite;
 mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use export::{ExportBatch, ExportFilter, ExportRow, ExportScan};
 pub use jobs::JobQueue;
 pub use types::*;
 
@@ -97,6 +99,13 @@ pub trait Store: Send + Sync + 'static {
         target_type: &str,
         target_id: &str,
     ) -> StoreResult<Vec<(String, String, String)>>;
+    /// One batch of an export scan: versions of one type as they stood at `scan.cut`, in id
+    /// order after `scan.after_id` (see [`export`]).
+    async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch>;
+
+    /// How many live resources at or before the cut the scan keeps, not counting resources
+    /// changed after the cut (for progress reports).
+    async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64>;
 }
 
 /// How isolated a write transaction is from concurrent ones.

@@ -104,6 +104,9 @@ pub struct ServeArgs {
     /// token settings; used with --auth smart.
     #[arg(long, env = "OXIFHIR_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 /// The `--auth` choices.
@@ -115,7 +118,37 @@ pub enum AuthKind {
     Smart,
 }
 
-/// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
+/// Where Bulk Data export files go and how they are split.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// Where export files are stored: a directory, or s3://bucket/prefix (S3-compatible, set up
+    /// with the usual AWS_* variables; AWS_ENDPOINT for a non-AWS endpoint). Default:
+    /// <data dir>/exports.
+    #[arg(long, env = "OXIFHIR_EXPORT_STORE")]
+    pub export_store: Option<String>,
+
+    /// Most resources in one export file.
+    #[arg(long, env = "OXIFHIR_EXPORT_PART_SIZE", default_value_t = 100_000)]
+    pub export_part_size: u64,
+
+    /// An export file is closed once it holds this many bytes.
+    #[arg(long, env = "OXIFHIR_EXPORT_PART_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub export_part_bytes: u64,
+
+    /// A pause after each batch an export reads (for crash tests).
+    #[arg(long, env = "OXIFHIR_EXPORT_THROTTLE", default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
+    pub export_throttle: std::time::Duration,
+
+    /// Resources an export reads per statement.
+    #[arg(
+        long,
+        env = "OXIFHIR_EXPORT_BATCH",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub export_batch: usize,
+}
+
 /// How this process takes part in running asynchronous jobs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JobArgs {
@@ -141,6 +174,7 @@ pub struct JobArgs {
     pub max_active_jobs: i64,
 }
 
+/// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
 pub fn init_logging(format: &LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));

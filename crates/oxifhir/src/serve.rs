@@ -6,7 +6,8 @@ use anyhow::Context;
 use oxifhir_jobs::RuntimeConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::auth::{AuthConfig, AuthMode, SmartAuth};
-use oxifhir_server::{FhirServer, ServerConfig, http};
+use oxifhir_server::operations::export::files::{ExportFiles, ExportLocation};
+use oxifhir_server::{ExportConfig, FhirServer, ServerConfig, http};
 
 use crate::cli::{AuthKind, ServeArgs};
 
@@ -24,6 +25,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .base_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}/fhir"));
+    let location = match &args.export.export_store {
+        Some(text) => ExportLocation::parse(text).map_err(anyhow::Error::msg)?,
+        None => ExportLocation::Local(args.db.data.join("exports")),
+    };
+    ExportFiles::open(&location)
+        .map_err(anyhow::Error::msg)
+        .context("opening the export store")?;
     let config = ServerConfig {
         base_url: base_url.trim_end_matches('/').to_string(),
         max_body_bytes: args.max_body_bytes,
@@ -33,6 +41,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             retention: args.jobs.job_retention,
             poll_too_fast_ratio: args.jobs.poll_too_fast_ratio.clamp(0.0, 1.0),
             max_active_per_client: args.jobs.max_active_jobs.max(1),
+        },
+        export: ExportConfig {
+            location: location.clone(),
+            file_resources: args.export.export_part_size.max(1),
+            file_bytes: args.export.export_part_bytes.max(1),
+            batch: args.export.export_batch.max(1),
+            throttle: args.export.export_throttle,
+            ..ExportConfig::default()
         },
     };
     let auth = auth_mode(&args, &config.base_url)?;
@@ -51,6 +67,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listen = %local,
             base_url = %base_url,
             workers = args.jobs.workers,
+            export_store = %location,
             "oxifhir is serving FHIR R4; authentication is OFF (--auth none): anyone who can reach this address can read and write everything"
         ),
         AuthMode::Smart(smart) => {
@@ -59,6 +76,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 listen = %local,
                 base_url = %base_url,
             workers = args.jobs.workers,
+            export_store = %location,
                 token_endpoint = smart.token_endpoint(),
                 clients = smart.client_count(),
                 "oxifhir is serving FHIR R4; authentication is ON (--auth smart): every request but GET /metadata needs a bearer token"

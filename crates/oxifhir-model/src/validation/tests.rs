@@ -519,3 +519,15 @@ fn timing_of_typical_resources() {
         );
     }
 }
+
+#[test]
+fn element_names_and_required_elements_come_from_the_schema() {
+    let names = element_names("Observation");
+    for name in ["status", "code", "subject", "valueQuantity", "id", "meta"] {
+        assert!(names.iter().any(|n| n == name), "{name}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with('_')));
+    assert_eq!(required_elements("Observation"), ["code", "resourceType"]);
+    assert!(element_names("Nope").is_empty());
+    assert!(required_elements("AsyncJob").is_empty());
+}

@@ -10,6 +10,7 @@ use oxifhir_store::jobs::{JobRecord, JobState};
 use super::{async_job, retry_after};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::interactions::Context;
+use crate::operations::export;
 use crate::request::Method;
 use crate::response::FhirResponse;
 
@@ -82,6 +83,9 @@ async fn poll(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
             .with_header("x-progress", progress_text(&job)));
     }
     server.polls().forget(&job.id);
+    if job.kind == export::KIND {
+        return export::manifest::final_response(server, &job);
+    }
     let mut response = FhirResponse::empty(303)
         .with_header("location", server.url(&format!("_async/{}/result", job.id)));
     if let Some(expires) = job.expires_at {
@@ -153,6 +157,9 @@ pub async fn result(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
             "The request has not finished yet; poll {}",
             ctx.server.url(&format!("_async/{}", job.id))
         )));
+    }
+    if job.kind == export::KIND {
+        return export::manifest::final_response(ctx.server, &job);
     }
     let mut response = match &job.result {
         Some(bytes) => serde_json::from_slice::<FhirResponse>(bytes).map_err(|e| {

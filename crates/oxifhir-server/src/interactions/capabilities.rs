@@ -108,6 +108,7 @@ pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
         "date": Instant::now().to_string(),
         "publisher": "oxifhir",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "oxifhir", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "oxifhir FHIR R4 server", "url": ctx.server.config().base_url},
         "fhirVersion": "4.0.1",

@@ -8,6 +8,7 @@
 
 pub mod async_job_cancel;
 pub mod definition;
+pub mod export;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -98,7 +99,12 @@ impl OperationDef {
 }
 
 /// Every operation the server offers.
-pub static OPERATIONS: &[&OperationDef] = &[&async_job_cancel::DEF];
+pub static OPERATIONS: &[&OperationDef] = &[
+    &async_job_cancel::DEF,
+    &export::SYSTEM,
+    &export::PATIENT,
+    &export::GROUP,
+];
 
 /// The operation `name` at `target`, or the error a client gets for it (400 `not-supported`).
 pub fn find(name: &str, target: &OperationTarget) -> ApiResult<&'static OperationDef> {

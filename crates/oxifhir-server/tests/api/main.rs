@@ -8,5 +8,6 @@ mod asynchronous;
 mod auth;
 mod bundle;
 mod crud;
+mod export;
 mod input;
 mod search_history;

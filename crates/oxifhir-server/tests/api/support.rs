@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use oxifhir_jobs::{RuntimeConfig, RuntimeHandle};
+use oxifhir_server::ExportConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::auth::{AuthConfig, SmartAuth};
+use oxifhir_server::operations::export::files::ExportLocation;
 use oxifhir_server::{AuthMode, FhirServer, ServerConfig, http};
 use oxifhir_store::StoreConfig;
 use serde_json::Value;
@@ -14,6 +16,8 @@ use serde_json::Value;
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
+    /// The directory export files are written to.
+    pub export_dir: std::path::PathBuf,
     cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     jobs: Option<RuntimeHandle>,
@@ -28,6 +32,8 @@ pub struct TestOptions {
     pub asynchronous: AsyncConfig,
     /// `Some`: run with `--auth smart` and this configuration.
     pub auth: Option<AuthConfig>,
+    /// Export settings; the location is replaced by a directory of the test's own.
+    pub export: ExportConfig,
 }
 
 impl Default for TestOptions {
@@ -36,6 +42,10 @@ impl Default for TestOptions {
             workers: 2,
             asynchronous: AsyncConfig::default(),
             auth: None,
+            export: ExportConfig {
+                settle: std::time::Duration::from_millis(100),
+                ..ExportConfig::default()
+            },
         }
     }
 }
@@ -76,9 +86,7 @@ impl TestServer {
         let config = StoreConfig::Sqlite {
             dir: dir.path().to_path_buf(),
         };
-        let mut s = Self::start(config, "sqlite", options).await;
-        s._dir = Some(dir);
-        s
+        Self::start(config, "sqlite", options, dir).await
     }
 
     /// A server on a fresh PostgreSQL schema, or `None` when `OXIFHIR_TEST_POSTGRES` is not
@@ -94,12 +102,19 @@ impl TestServer {
             url: url.clone(),
             schema: Some(schema.clone()),
         };
-        let mut s = Self::start(config, "postgres", options).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Self::start(config, "postgres", options, dir).await;
         s.cleanup = Some((url, schema));
         Some(s)
     }
 
-    async fn start(config: StoreConfig, backend: &'static str, options: TestOptions) -> Self {
+    async fn start(
+        config: StoreConfig,
+        backend: &'static str,
+        options: TestOptions,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let export_dir = dir.path().join("exports");
         let store = oxifhir_store::open(&config)
             .await
             .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"));
@@ -112,6 +127,10 @@ impl TestServer {
             base_url: base.clone(),
             max_body_bytes: 1024 * 1024,
             asynchronous: options.asynchronous.clone(),
+            export: ExportConfig {
+                location: ExportLocation::Local(export_dir.clone()),
+                ..options.export.clone()
+            },
             ..Default::default()
         };
         let auth = match options.auth.clone() {
@@ -141,10 +160,11 @@ impl TestServer {
         TestServer {
             base,
             client,
+            export_dir,
             cleanup: None,
             shutdown: Some(tx),
             jobs: Some(jobs),
-            _dir: None,
+            _dir: Some(dir),
         }
     }
 

@@ -10,6 +10,7 @@
 //! and if that cannot happen (no runtime, a failed rollback), the connection is closed
 //! instead of being returned with an open transaction.
 
+mod export;
 mod expunge;
 mod history;
 mod jobs;
@@ -30,8 +31,8 @@ use tokio_postgres::types::ToSql;
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
-    StoreError, StoreResult, StoreTx, VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage,
+    SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Most connections one store keeps open.
@@ -187,6 +188,14 @@ impl Store for PostgresStore {
         target_id: &str,
     ) -> StoreResult<Vec<(String, String, String)>> {
         expunge::referencing(&self.client().await?, target_type, target_id).await
+    }
+
+    async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch> {
+        export::scan(&*self.client().await?, scan).await
+    }
+
+    async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
+        export::scan_count(&*self.client().await?, scan).await
     }
 }
 

@@ -6,6 +6,7 @@
 //! async worker threads. A transaction moves its connection guard into each blocking call
 //! and takes it back afterwards.
 
+mod export;
 mod expunge;
 mod group;
 mod history;
@@ -25,8 +26,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
-    StoreError, StoreResult, StoreTx, VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage,
+    SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Number of reader connections.
@@ -175,6 +176,20 @@ impl Store for SqliteStore {
         let (target_type, target_id) = (target_type.to_owned(), target_id.to_owned());
         self.readers
             .run(move |conn| expunge::referencing(conn, &target_type, &target_id))
+            .await
+    }
+
+    async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch> {
+        let scan = scan.clone();
+        self.readers
+            .run(move |conn| export::scan(conn, &scan))
+            .await
+    }
+
+    async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
+        let scan = scan.clone();
+        self.readers
+            .run(move |conn| export::scan_count(conn, &scan))
             .await
     }
 }

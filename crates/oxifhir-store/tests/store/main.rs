@@ -27,6 +27,7 @@ macro_rules! store_tests {
 
 mod bench;
 mod crud;
+mod export;
 mod history;
 mod jobs;
 mod search;

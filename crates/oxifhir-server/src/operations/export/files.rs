@@ -1,0 +1,299 @@
+//! Export files, stored through the `object_store` crate: a local directory by default, or an
+//! S3-compatible bucket (`s3://bucket/prefix`, configured by the usual `AWS_*` environment
+//! variables, `AWS_ENDPOINT` for a non-AWS endpoint) so that every node of a PostgreSQL
+//! deployment serves every file. A job's files live under `{prefix}/{job id}/{name}`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use tokio::io::AsyncWriteExt;
+
+/// Where export files are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportLocation {
+    /// A directory on this machine (created when missing).
+    Local(PathBuf),
+    /// An S3-compatible bucket and a key prefix (possibly empty).
+    S3 { bucket: String, prefix: String },
+}
+
+impl ExportLocation {
+    /// Parses `s3://bucket/prefix` or a directory path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(format!("{text}: the bucket name is missing"));
+                }
+                Ok(ExportLocation::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.trim_matches('/').to_owned(),
+                })
+            }
+            None if text.is_empty() => Err("the export store location is empty".to_owned()),
+            None => Ok(ExportLocation::Local(PathBuf::from(text))),
+        }
+    }
+}
+
+impl std::fmt::Display for ExportLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportLocation::Local(dir) => write!(f, "{}", dir.display()),
+            ExportLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// The store of export files. Cheap to clone.
+#[derive(Clone)]
+pub struct ExportFiles {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+impl std::fmt::Debug for ExportFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportFiles")
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// A file body to stream to a client.
+pub struct FileBody {
+    /// Its size in bytes.
+    pub size: u64,
+    pub stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl ExportFiles {
+    /// Opens the store at `location` (creating a local directory when missing).
+    pub fn open(location: &ExportLocation) -> Result<Self, String> {
+        match location {
+            ExportLocation::Local(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| format!("cannot use {}: {e}", dir.display()))?
+                    .with_automatic_cleanup(true);
+                Ok(ExportFiles {
+                    store: Arc::new(store),
+                    prefix: Path::default(),
+                })
+            }
+            ExportLocation::S3 { bucket, prefix } => {
+                let mut builder =
+                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                    .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                    .ok();
+                if let Some(endpoint) = endpoint {
+                    builder = builder
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_endpoint(endpoint);
+                }
+                let store = builder
+                    .build()
+                    .map_err(|e| format!("cannot use s3://{bucket}: {e}"))?;
+                Ok(ExportFiles {
+                    store: Arc::new(store),
+                    prefix: Path::from(prefix.as_str()),
+                })
+            }
+        }
+    }
+
+    fn job_dir(&self, job_id: &str) -> Path {
+        self.prefix.child(job_id)
+    }
+
+    fn path(&self, job_id: &str, name: &str) -> Path {
+        self.job_dir(job_id).child(name)
+    }
+
+    /// A new file `name` of job `job_id`, replacing any earlier one of that name once it is
+    /// finished.
+    pub fn create(&self, job_id: &str, name: &str) -> FileWriter {
+        FileWriter {
+            writer: BufWriter::new(self.store.clone(), self.path(job_id, name)),
+            lines: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The content of a file, or `None` if there is no such file.
+    pub async fn read(&self, job_id: &str, name: &str) -> Result<Option<FileBody>, String> {
+        match self.store.get(&self.path(job_id, name)).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                let stream = result
+                    .into_stream()
+                    .map(|chunk| chunk.map_err(std::io::Error::other))
+                    .boxed();
+                Ok(Some(FileBody { size, stream }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The names of the files a job has stored.
+    pub async fn list(&self, job_id: &str) -> Result<Vec<String>, String> {
+        let dir = self.job_dir(job_id);
+        let mut names = Vec::new();
+        let mut listing = self.store.list(Some(&dir));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| e.to_string())?;
+            if let Some(name) = meta.location.filename() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Removes every file of a job (nothing to do when there is none).
+    pub async fn remove(&self, job_id: &str) -> Result<(), String> {
+        let dir = self.job_dir(job_id);
+        let mut listing = self.store.list(Some(&dir));
+        let mut paths = Vec::new();
+        while let Some(meta) = listing.next().await {
+            paths.push(meta.map_err(|e| e.to_string())?.location);
+        }
+        drop(listing);
+        for path in paths {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True for a file name the export writes: letters, digits, `-` and `.`, ending in `.ndjson`,
+/// never a path (this keeps `..` and `/` out of store paths).
+pub fn is_file_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.ends_with(".ndjson")
+        && !name.starts_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// An NDJSON file being written: lines are buffered and uploaded in parts, so memory stays
+/// bounded whatever the file's size. The file appears only when [`FileWriter::finish`]
+/// succeeds.
+pub struct FileWriter {
+    writer: BufWriter,
+    lines: u64,
+    bytes: u64,
+}
+
+impl FileWriter {
+    /// Appends one line (`line` must not contain a newline).
+    pub async fn line(&mut self, line: &[u8]) -> Result<(), String> {
+        self.writer
+            .write_all(line)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.writer
+            .write_all(b"\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        self.lines += 1;
+        self.bytes += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Lines written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Completes the upload; returns the number of lines.
+    pub async fn finish(mut self) -> Result<u64, String> {
+        self.writer.shutdown().await.map_err(|e| e.to_string())?;
+        Ok(self.lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            ExportLocation::parse("s3://b/a/b/"),
+            Ok(ExportLocation::S3 {
+                bucket: "b".into(),
+                prefix: "a/b".into()
+            })
+        );
+        assert!(ExportLocation::parse("s3://").is_err());
+        assert_eq!(
+            ExportLocation::parse("/tmp/x"),
+            Ok(ExportLocation::Local("/tmp/x".into()))
+        );
+    }
+
+    #[test]
+    fn file_names() {
+        assert!(is_file_name("Patient-1.ndjson"));
+        assert!(is_file_name("Observation-deleted-12.ndjson"));
+        for bad in [
+            "../x.ndjson",
+            "a/b.ndjson",
+            "x.json",
+            ".ndjson",
+            "a..b.ndjson",
+            "%2e.ndjson",
+        ] {
+            assert!(!is_file_name(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn write_read_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ExportFiles::open(&ExportLocation::Local(dir.path().join("x"))).unwrap();
+        let mut w = files.create("job1", "Patient-1.ndjson");
+        w.line(b"{\"a\":1}").await.unwrap();
+        w.line(b"{\"a\":2}").await.unwrap();
+        assert_eq!(w.finish().await.unwrap(), 2);
+        assert_eq!(files.list("job1").await.unwrap(), ["Patient-1.ndjson"]);
+        let body = files
+            .read("job1", "Patient-1.ndjson")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body.size, 16);
+        let chunks: Vec<_> = body.stream.collect().await;
+        let text: Vec<u8> = chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect();
+        assert_eq!(text, b"{\"a\":1}\n{\"a\":2}\n");
+        assert!(files.read("job1", "nope.ndjson").await.unwrap().is_none());
+        files.remove("job1").await.unwrap();
+        assert!(files.list("job1").await.unwrap().is_empty());
+        files.remove("job1").await.unwrap();
+    }
+}

@@ -1,0 +1,567 @@
+//! The export job: per resource type a keyset scan by id of the versions at the cut, their
+//! stored bytes written straight into NDJSON files split by count and size, a checkpoint after
+//! each file part.
+//!
+//! **The consistent cut.** The first attempt takes `transactionTime` = now (capped by
+//! `_until`) and stores it with its first checkpoint; every later attempt reuses it. The scan
+//! reads each resource's version *at* that time (see `oxifhir_store::export`): resources last
+//! written before it come straight from the current table; a resource written after it is
+//! looked up in history and exported as it stood at the cut (or left out if it did not exist
+//! yet, or listed as deleted if it was deleted then). So nothing changed after the cut is
+//! exported, whatever is written while the export runs. Writes are stamped with their time
+//! just before they commit, so the scan starts a short settle interval after the cut: a write
+//! stamped at or before the cut has committed by then.
+//!
+//! **Resuming.** A checkpoint records the type being exported, the last id of the finished
+//! part, the part number and the files finished so far. A resumed attempt restarts the current
+//! part from that id and rewrites its files under the same names, so no resource is lost or
+//! written twice.
+//!
+//! **Filters.** The Patient compartment filter is applied in SQL to current versions; a
+//! resource that changed after the cut is checked against its version at the cut here (its
+//! references parsed from the body). `_typeFilter` queries run as searches restricted to each
+//! batch's ids, so they judge the current version of a resource.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use oxifhir_jobs::{Job, JobContext, JobError, JobOutput};
+use oxifhir_model::{Instant, compartment};
+use oxifhir_store::jobs::JobRecord;
+use oxifhir_store::{Condition, ExportFilter, ExportRow, ExportScan, ResourceVersion, SearchQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::files::{ExportFiles, FileWriter};
+use super::manifest::{ExportFile, ExportResult, FileKind};
+use super::params::{self, ElementSelector, ExportLevel, ExportRequest, TypeFilter};
+use crate::error::ApiError;
+use crate::interactions::search;
+use crate::prefer::Preferences;
+use crate::request::FhirRequest;
+use crate::response::FhirResponse;
+use crate::route::{self, Interaction};
+use crate::server::FhirServer;
+
+/// The `meta.tag` of a resource reduced by `_elements`.
+const SUBSETTED: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+
+/// Runs `$export` jobs.
+pub struct ExportJob {
+    server: FhirServer,
+}
+
+impl ExportJob {
+    /// Exports from `server`'s store into its export files.
+    pub fn new(server: FhirServer) -> Self {
+        ExportJob { server }
+    }
+}
+
+/// Where an export has got to (the job's checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Progress {
+    /// The cut (transaction time), in milliseconds.
+    cut: i64,
+    /// Resources expected (for `X-Progress`).
+    total: u64,
+    /// Resources written in finished parts.
+    exported: u64,
+    /// Index into the request's types of the type being exported.
+    type_index: usize,
+    /// The last id of the finished parts of that type.
+    after_id: Option<String>,
+    /// The number of the next part of that type.
+    part: u32,
+    files: Vec<ExportFile>,
+    /// The Patients whose compartments are exported; `None` for all (or a system export).
+    patients: Option<Vec<String>>,
+}
+
+impl Progress {
+    fn text(&self) -> String {
+        format!(
+            "Exported {} of {} resources",
+            self.exported,
+            self.total.max(self.exported)
+        )
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> JobError {
+    JobError::Transient(e.to_string())
+}
+
+/// A failed export's stored answer: the error's status and OperationOutcome.
+fn failure(error: &ApiError) -> Result<JobOutput, JobError> {
+    let response = crate::format::apply(
+        FhirResponse::from_error(error),
+        crate::format::Format::default(),
+    );
+    let result = serde_json::to_vec(&response)
+        .map_err(|e| JobError::Fatal(format!("cannot store the failure: {e}")))?;
+    Ok(JobOutput {
+        failed: true,
+        result,
+        progress: Some(format!("Failed with status {}", response.status)),
+    })
+}
+
+#[async_trait]
+impl Job for ExportJob {
+    async fn run(&self, ctx: &JobContext) -> Result<JobOutput, JobError> {
+        let request: FhirRequest = serde_json::from_slice(&ctx.job().input)
+            .map_err(|e| JobError::Fatal(format!("the stored request is unreadable: {e}")))?;
+        let Ok(Interaction::Operation { target, .. }) = route::route(&request) else {
+            return Err(JobError::Fatal(
+                "the stored request is not an $export".into(),
+            ));
+        };
+        let lenient = Preferences::parse(request.headers.prefer.as_deref()).lenient_explicit;
+        let export = match params::parse(self.server.config(), &request, &target, lenient) {
+            Ok(export) => export,
+            Err(error) => return failure(&error),
+        };
+        let files = self
+            .server
+            .export_files()
+            .map_err(|e| JobError::Fatal(e.message().to_owned()))?
+            .clone();
+        let mut progress = match ctx.checkpoint_data() {
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map_err(|e| JobError::Fatal(format!("unreadable checkpoint: {e}")))?,
+            None => match self.start(ctx, &export).await? {
+                Ok(progress) => progress,
+                Err(error) => return failure(&error),
+            },
+        };
+        let run = Run {
+            server: &self.server,
+            ctx,
+            export: &export,
+            files: &files,
+        };
+        while progress.type_index < export.types.len() {
+            run.part(&mut progress).await?;
+            ctx.set_progress(progress.text());
+            ctx.checkpoint(
+                &checkpoint_bytes(&progress)?,
+                Some(Instant::from_millis(progress.cut)),
+            )
+            .await?;
+        }
+        if !export.ignored.is_empty() {
+            let mut errors = files.create(&ctx.job().id, "errors.ndjson");
+            for text in &export.ignored {
+                errors
+                    .line(&ignored_outcome(text))
+                    .await
+                    .map_err(transient)?;
+            }
+            progress.files.push(ExportFile {
+                kind: FileKind::Error,
+                resource_type: "OperationOutcome".into(),
+                name: "errors.ndjson".into(),
+                count: errors.finish().await.map_err(transient)?,
+            });
+        }
+        let result = ExportResult {
+            transaction_time: progress.cut,
+            request: ctx.job().request_url.clone(),
+            files: progress.files,
+        };
+        Ok(JobOutput {
+            failed: false,
+            result: serde_json::to_vec(&result)
+                .map_err(|e| JobError::Fatal(format!("cannot store the manifest: {e}")))?,
+            progress: Some(format!("Exported {} resources", progress.exported)),
+        })
+    }
+
+    async fn discard(&self, job: &JobRecord) -> Result<(), String> {
+        let files = self
+            .server
+            .export_files()
+            .map_err(|e| e.message().to_owned())?;
+        files.remove(&job.id).await
+    }
+}
+
+fn checkpoint_bytes(progress: &Progress) -> Result<Vec<u8>, JobError> {
+    serde_json::to_vec(progress).map_err(|e| JobError::Fatal(format!("cannot checkpoint: {e}")))
+}
+
+/// One OperationOutcome line of the `error` file for an ignored parameter.
+fn ignored_outcome(text: &str) -> Vec<u8> {
+    let outcome = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": text}],
+    });
+    oxifhir_model::json::to_bytes(&outcome)
+}
+
+impl ExportJob {
+    /// The first attempt's start: the cut, the Patients of the compartments, the expected
+    /// count; stored as the first checkpoint. `Ok(Err(_))` is a failed export.
+    async fn start(
+        &self,
+        ctx: &JobContext,
+        export: &ExportRequest,
+    ) -> Result<Result<Progress, ApiError>, JobError> {
+        let settings = &self.server.config().export;
+        let now = Instant::now();
+        let cut = export.until.map_or(now, |until| until.min(now)).millis();
+        let patients = match &export.level {
+            ExportLevel::System => None,
+            ExportLevel::Patient => export.patients.clone(),
+            ExportLevel::Group(id) => {
+                let group = ctx.store().read("Group", id).await?;
+                let Some(group) = group.filter(|g| !g.is_deleted()) else {
+                    return Ok(Err(params::unknown_group(id)));
+                };
+                let body = oxifhir_model::json::parse(&group.body)
+                    .map_err(|e| JobError::Fatal(format!("Group/{id} is unreadable: {e}")))?;
+                let mut members = params::group_patients(self.server.config(), &body);
+                if let Some(wanted) = &export.patients {
+                    members.retain(|m| wanted.binary_search(m).is_ok());
+                }
+                Some(members)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(settings.settle) => {}
+            _ = ctx.stopped() => return Err(JobError::Stopped),
+        }
+        let mut total = 0;
+        for resource_type in &export.types {
+            let scan = scan_of(export, resource_type, cut, &patients, None, 1);
+            total += ctx.store().export_count(&scan).await?;
+        }
+        let progress = Progress {
+            cut,
+            total,
+            exported: 0,
+            type_index: 0,
+            after_id: None,
+            part: 1,
+            files: Vec::new(),
+            patients,
+        };
+        ctx.set_progress(progress.text());
+        ctx.checkpoint(
+            &checkpoint_bytes(&progress)?,
+            Some(Instant::from_millis(cut)),
+        )
+        .await?;
+        Ok(Ok(progress))
+    }
+}
+
+/// The compartment filter of `resource_type` for a level.
+fn filter_of(
+    export: &ExportRequest,
+    resource_type: &str,
+    patients: &Option<Vec<String>>,
+) -> ExportFilter {
+    if export.level == ExportLevel::System {
+        return ExportFilter::All;
+    }
+    if resource_type == "Patient" {
+        return match patients {
+            None => ExportFilter::All,
+            Some(ids) => ExportFilter::Ids(ids.clone()),
+        };
+    }
+    ExportFilter::References {
+        params: compartment::patient_compartment_params(resource_type).to_vec(),
+        target_type: "Patient".into(),
+        target_ids: patients.clone(),
+    }
+}
+
+fn scan_of(
+    export: &ExportRequest,
+    resource_type: &str,
+    cut: i64,
+    patients: &Option<Vec<String>>,
+    after_id: Option<String>,
+    limit: usize,
+) -> ExportScan {
+    ExportScan {
+        resource_type: resource_type.to_owned(),
+        after_id,
+        since: export.since.map(Instant::millis),
+        cut,
+        include_deleted: export.since.is_some(),
+        filter: filter_of(export, resource_type, patients),
+        limit,
+    }
+}
+
+/// What every part of one attempt shares.
+struct Run<'a> {
+    server: &'a FhirServer,
+    ctx: &'a JobContext,
+    export: &'a ExportRequest,
+    files: &'a ExportFiles,
+}
+
+impl Run<'_> {
+    /// Writes the next part of the current type and moves `progress` past it.
+    async fn part(&self, progress: &mut Progress) -> Result<(), JobError> {
+        let settings = &self.server.config().export;
+        let resource_type = self.export.types[progress.type_index].clone();
+        let filters = self.type_filters(&resource_type)?;
+        let elements: Vec<&ElementSelector> = self
+            .export
+            .elements
+            .iter()
+            .filter(|e| {
+                e.resource_type
+                    .as_deref()
+                    .is_none_or(|t| t == resource_type)
+            })
+            .collect();
+        let job_id = &self.ctx.job().id;
+        let output_name = format!("{resource_type}-{}.ndjson", progress.part);
+        let deleted_name = format!("{resource_type}-deleted-{}.ndjson", progress.part);
+        let mut output: Option<FileWriter> = None;
+        let mut deleted: Option<FileWriter> = None;
+        let mut after_id = progress.after_id.clone();
+        let max_lines = settings.file_resources.max(1);
+        let type_done = loop {
+            self.ctx.check()?;
+            let written = output.as_ref().map_or(0, FileWriter::lines);
+            let room = usize::try_from(max_lines - written.min(max_lines)).unwrap_or(usize::MAX);
+            let limit = settings.batch.max(1).min(room.max(1));
+            let scan = scan_of(
+                self.export,
+                &resource_type,
+                progress.cut,
+                &progress.patients,
+                after_id.clone(),
+                limit,
+            );
+            let batch = self.ctx.store().export_scan(&scan).await?;
+            if !settings.throttle.is_zero() {
+                tokio::time::sleep(settings.throttle).await;
+            }
+            let rows = self.keep(&scan, &filters, batch.rows).await?;
+            for row in rows {
+                let version = row.version;
+                if version.is_deleted() {
+                    let writer =
+                        deleted.get_or_insert_with(|| self.files.create(job_id, &deleted_name));
+                    writer
+                        .line(&delete_bundle(&version))
+                        .await
+                        .map_err(transient)?;
+                    continue;
+                }
+                let writer = output.get_or_insert_with(|| self.files.create(job_id, &output_name));
+                if elements.is_empty() {
+                    writer.line(&version.body).await.map_err(transient)?;
+                } else {
+                    writer
+                        .line(&subset(&version, &elements)?)
+                        .await
+                        .map_err(transient)?;
+                }
+            }
+            if batch.last_id.is_some() {
+                after_id = batch.last_id;
+            }
+            if batch.complete {
+                break true;
+            }
+            let full = output
+                .as_ref()
+                .is_some_and(|w| w.lines() >= max_lines || w.bytes() >= settings.file_bytes);
+            if full {
+                break false;
+            }
+        };
+        for (writer, kind, name, file_type) in [
+            (
+                output,
+                FileKind::Output,
+                output_name,
+                resource_type.as_str(),
+            ),
+            (deleted, FileKind::Deleted, deleted_name, "Bundle"),
+        ] {
+            if let Some(writer) = writer {
+                let count = writer.finish().await.map_err(transient)?;
+                if kind == FileKind::Output {
+                    progress.exported += count;
+                }
+                progress.files.push(ExportFile {
+                    kind,
+                    resource_type: file_type.to_owned(),
+                    name,
+                    count,
+                });
+            }
+        }
+        if type_done {
+            progress.type_index += 1;
+            progress.after_id = None;
+            progress.part = 1;
+        } else {
+            progress.after_id = after_id;
+            progress.part += 1;
+        }
+        Ok(())
+    }
+
+    /// The parsed `_typeFilter` queries of a type (empty: no filter).
+    fn type_filters(&self, resource_type: &str) -> Result<Vec<SearchQuery>, JobError> {
+        self.export
+            .type_filters
+            .iter()
+            .filter(|f: &&TypeFilter| f.resource_type == resource_type)
+            .map(|f| {
+                search::parse(self.server.config(), Some(resource_type), &f.query, true)
+                    .map(|parsed| parsed.query)
+                    .map_err(|e| JobError::Fatal(format!("_typeFilter: {}", e.message())))
+            })
+            .collect()
+    }
+
+    /// The rows of a batch the export keeps: rows from history checked against the
+    /// compartment, deletions against their last live version's compartment, live rows
+    /// against the `_typeFilter` queries (OR-ed).
+    async fn keep(
+        &self,
+        scan: &ExportScan,
+        filters: &[SearchQuery],
+        rows: Vec<ExportRow>,
+    ) -> Result<Vec<ExportRow>, JobError> {
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            let checked = row.rewound || row.version.is_deleted();
+            if !checked || self.in_compartment(&scan.filter, &row.version).await? {
+                kept.push(row);
+            }
+        }
+        if filters.is_empty() {
+            return Ok(kept);
+        }
+        let ids: Vec<String> = kept
+            .iter()
+            .filter(|r| !r.version.is_deleted())
+            .map(|r| r.version.id.clone())
+            .collect();
+        let mut matching = HashSet::new();
+        if !ids.is_empty() {
+            for filter in filters {
+                let mut query = filter.clone();
+                query.conditions.push(Condition::IdIn(ids.clone()));
+                query.count = ids.len();
+                query.cursor = None;
+                query.sort.clear();
+                query.with_total = false;
+                let page = self.ctx.store().search(&query).await?;
+                matching.extend(page.resources.into_iter().map(|r| r.id));
+            }
+        }
+        kept.retain(|r| r.version.is_deleted() || matching.contains(&r.version.id));
+        Ok(kept)
+    }
+
+    /// Whether a version is in the compartment `filter` describes, judged from its own body
+    /// (for a deletion, from the version before it).
+    async fn in_compartment(
+        &self,
+        filter: &ExportFilter,
+        version: &ResourceVersion,
+    ) -> Result<bool, JobError> {
+        let (params, target_type, target_ids) = match filter {
+            ExportFilter::All => return Ok(true),
+            ExportFilter::Ids(ids) => return Ok(ids.binary_search(&version.id).is_ok()),
+            ExportFilter::References {
+                params,
+                target_type,
+                target_ids,
+            } => (params, target_type, target_ids),
+        };
+        let live = if version.is_deleted() {
+            let previous = version.version_id - 1;
+            match self
+                .ctx
+                .store()
+                .vread(&version.resource_type, &version.id, previous)
+                .await?
+            {
+                Some(previous) if !previous.is_deleted() => previous,
+                _ => return Ok(false),
+            }
+        } else {
+            version.clone()
+        };
+        let Ok(value) = oxifhir_model::json::parse(&live.body) else {
+            return Ok(false);
+        };
+        let entries = oxifhir_model::index::extract(&live.resource_type, &value);
+        Ok(entries.references.iter().any(|r| {
+            params.contains(&r.param)
+                && r.target_type.as_deref() == Some(target_type.as_str())
+                && target_ids.as_ref().is_none_or(|ids| {
+                    r.target_id
+                        .as_ref()
+                        .is_some_and(|id| ids.binary_search(id).is_ok())
+                })
+        }))
+    }
+}
+
+/// A transaction Bundle with one `DELETE` entry for a deleted resource.
+fn delete_bundle(version: &ResourceVersion) -> Vec<u8> {
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {
+            "method": "DELETE",
+            "url": format!("{}/{}", version.resource_type, version.id),
+        }}],
+    });
+    oxifhir_model::json::to_bytes(&bundle)
+}
+
+/// The resource with only the selected elements (plus `id`, `meta` and the elements the
+/// schema requires), tagged `SUBSETTED`.
+fn subset(version: &ResourceVersion, elements: &[&ElementSelector]) -> Result<Vec<u8>, JobError> {
+    let value = oxifhir_model::json::parse(&version.body).map_err(|e| {
+        JobError::Fatal(format!(
+            "{}/{} is stored unreadable: {e}",
+            version.resource_type, version.id
+        ))
+    })?;
+    let Value::Object(map) = value else {
+        return Ok(version.body.clone());
+    };
+    let required = oxifhir_model::validation::required_elements(&version.resource_type);
+    let mut out = Map::new();
+    for (key, value) in map {
+        let keep = matches!(key.as_str(), "resourceType" | "id" | "meta")
+            || required.contains(&key)
+            || elements
+                .iter()
+                .any(|e| params::choice_of(key.trim_start_matches('_'), &e.element));
+        if keep {
+            out.insert(key, value);
+        }
+    }
+    let meta = out
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        let tags = meta
+            .entry("tag")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(tags) = tags {
+            tags.push(json!({"system": SUBSETTED, "code": "SUBSETTED", "display": "subsetted"}));
+        }
+    }
+    Ok(oxifhir_model::json::to_bytes(&Value::Object(out)))
+}

@@ -1,0 +1,300 @@
+//! Process crash tests of Bulk Data export on the job runtime: the real `oxifhir serve`
+//! binary, a long (throttled) export, the process running it killed with SIGKILL, and the
+//! export finished from its checkpoint — by a second process sharing the PostgreSQL schema, or
+//! by the same SQLite database started again — with files equal to an uninterrupted run's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use oxifhir_store::{Store, StoreConfig};
+use serde_json::{Value, json};
+
+/// A running `oxifhir serve` process.
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Node {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Starts `oxifhir serve` with `db` flags, one worker, a 2 s lease and a slow export.
+async fn start(db: &[String], exports: &Path, log: &Path) -> Node {
+    let port = free_port();
+    let log = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
+        .arg("serve")
+        .args(db)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--workers", "1", "--job-lease", "2s"])
+        .arg("--export-store")
+        .arg(exports)
+        .args(["--export-part-size", "20", "--export-batch", "10"])
+        .args(["--export-throttle", "60ms"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn oxifhir serve");
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}/fhir"),
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{}/metadata", node.base)).send().await
+            && r.status().is_success()
+        {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("oxifhir serve did not come up");
+}
+
+/// 250 Patients with an Observation each, in one transaction.
+async fn load(base: &str) {
+    let mut entries = Vec::new();
+    for i in 0..250 {
+        entries.push(
+            json!({"resource": {"resourceType": "Patient", "id": format!("p{i:03}"),
+            "name": [{"family": format!("F{i}")}]},
+            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}}),
+        );
+        entries.push(
+            json!({"resource": {"resourceType": "Observation", "id": format!("o{i:03}"),
+            "status": "final", "code": {"text": "x"},
+            "subject": {"reference": format!("Patient/p{i:03}")}},
+            "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}),
+        );
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let r = reqwest::Client::new()
+        .post(base)
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&bundle).expect("json"))
+        .send()
+        .await
+        .expect("transaction");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn kickoff(base: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/$export?_type=Patient,Observation"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["content-location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    location.rsplit('/').next().expect("id").to_owned()
+}
+
+/// Waits until the job has checkpointed at least one file part; returns its worker's pid.
+async fn running_worker(store: &dyn Store, id: &str) -> u32 {
+    for _ in 0..400 {
+        if let Some(job) = store.jobs().job(id).await.expect("job")
+            && let (Some(worker), Some(progress)) = (&job.worker, &job.progress)
+            && progress.starts_with("Exported ")
+            && !progress.starts_with("Exported 0 ")
+        {
+            let pid = worker
+                .strip_prefix("pid")
+                .and_then(|w| w.split('/').next())
+                .and_then(|p| p.parse().ok());
+            return pid.unwrap_or_else(|| panic!("worker {worker}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the export made no progress");
+}
+
+/// Polls `{base}/_async/{id}` until the manifest; returns it.
+async fn manifest(base: &str, id: &str) -> Value {
+    let client = reqwest::Client::new();
+    for _ in 0..120 {
+        let r = client
+            .get(format!("{base}/_async/{id}"))
+            .send()
+            .await
+            .expect("poll");
+        if r.status() == 200 {
+            return r.json().await.expect("manifest");
+        }
+        assert_eq!(r.status(), 202, "poll of {id}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("export {id} did not finish");
+}
+
+/// `(type, file name, count, content)` of each output file, in manifest order.
+async fn files(manifest: &Value) -> Vec<(String, String, u64, String)> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for item in manifest["output"].as_array().expect("output") {
+        let url = item["url"].as_str().expect("url");
+        let text = client
+            .get(url)
+            .send()
+            .await
+            .expect("file")
+            .text()
+            .await
+            .expect("text");
+        let name = url.rsplit('/').next().expect("name").to_owned();
+        out.push((
+            item["type"].as_str().expect("type").to_owned(),
+            name,
+            item["count"].as_u64().expect("count"),
+            text,
+        ));
+    }
+    out
+}
+
+/// Checks the files: 500 distinct resources, each once, counts equal to lines.
+fn check(files: &[(String, String, u64, String)]) {
+    let mut ids = std::collections::BTreeSet::new();
+    for (t, _, count, text) in files {
+        assert_eq!(text.lines().count() as u64, *count);
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).expect("line");
+            assert_eq!(v["resourceType"], t.as_str());
+            assert!(
+                ids.insert(format!("{t}/{}", v["id"].as_str().expect("id"))),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(ids.len(), 500);
+}
+
+struct Setup {
+    db: Vec<String>,
+    config: StoreConfig,
+    exports: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn setup(db: Option<(String, String)>) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exports = dir.path().join("exports");
+    let (args, config) = match db {
+        Some((url, schema)) => (
+            vec![
+                "--database".into(),
+                url.clone(),
+                "--database-schema".into(),
+                schema.clone(),
+            ],
+            StoreConfig::Postgres {
+                url,
+                schema: Some(schema),
+            },
+        ),
+        None => {
+            let data = dir.path().join("db");
+            (
+                vec!["--data".into(), data.display().to_string()],
+                StoreConfig::Sqlite { dir: data },
+            )
+        }
+    };
+    Setup {
+        db: args,
+        config,
+        exports,
+        dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_export_survives_a_killed_node() {
+    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let s = setup(Some((url.clone(), schema.clone())));
+    let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
+    let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
+    load(&a.base).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let id = kickoff(&a.base).await;
+    let pid = running_worker(store.as_ref(), &id).await;
+    let survivor = if pid == a.pid() {
+        a.kill();
+        &b
+    } else {
+        assert_eq!(pid, b.pid(), "the job runs on one of the two nodes");
+        b.kill();
+        &a
+    };
+    let resumed = manifest(&survivor.base, &id).await;
+    let job = store.jobs().job(&id).await.expect("job").expect("exists");
+    assert!(job.attempt >= 2, "resumed by another attempt");
+    assert_eq!(
+        job.worker.as_deref(),
+        Some(format!("pid{}/0", survivor.child.id()).as_str())
+    );
+    let resumed = files(&resumed).await;
+    check(&resumed);
+    let again = kickoff(&survivor.base).await;
+    let uninterrupted = files(&manifest(&survivor.base, &again).await).await;
+    assert_eq!(resumed, uninterrupted);
+    drop((a, b));
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_export_survives_a_restart() {
+    let s = setup(None);
+    let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
+    load(&node.base).await;
+    let id = kickoff(&node.base).await;
+    {
+        let store = oxifhir_store::open(&s.config).await.expect("store");
+        let pid = running_worker(store.as_ref(), &id).await;
+        assert_eq!(pid, node.pid());
+    }
+    node.kill();
+    let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
+    let resumed = manifest(&node.base, &id).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let job = store.jobs().job(&id).await.expect("job").expect("exists");
+    assert!(job.attempt >= 2, "resumed by another attempt");
+    let resumed = files(&resumed).await;
+    check(&resumed);
+    let again = kickoff(&node.base).await;
+    let uninterrupted = files(&manifest(&node.base, &again).await).await;
+    assert_eq!(resumed, uninterrupted);
+}
