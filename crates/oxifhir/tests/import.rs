@@ -250,7 +250,11 @@ async fn http_import_gives_the_same_data_as_direct_import() {
                     direct.read(&t, &id).await.unwrap().unwrap(),
                     served.read(&t, &id).await.unwrap().unwrap(),
                 );
-                assert_eq!((a.version_id, a.method), (b.version_id, b.method), "{t}/{id}");
+                assert_eq!(
+                    (a.version_id, a.method),
+                    (b.version_id, b.method),
+                    "{t}/{id}"
+                );
                 assert_eq!(
                     direct.debug_index_counts(&t, &id).await.unwrap(),
                     served.debug_index_counts(&t, &id).await.unwrap(),

@@ -50,9 +50,7 @@ pub(super) fn begin(conn: &Connection, input_bytes: u64, defer: Option<bool>) ->
 /// Rebuilds deferred indexes, restores the normal settings and checkpoints the WAL.
 pub(super) fn end(conn: &Connection) -> StoreResult<()> {
     let restored = restore(conn);
-    let settings = conn
-        .execute_batch(schema::WRITER_SETTINGS)
-        .map_err(map_err);
+    let settings = conn.execute_batch(schema::WRITER_SETTINGS).map_err(map_err);
     restored?;
     settings?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -122,7 +120,9 @@ fn deferrable(conn: &Connection) -> StoreResult<Vec<(String, String)>> {
         .map_err(map_err)?;
     for table in INDEX_TABLES {
         let indexes = stmt
-            .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .query_map([table], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(map_err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(map_err)?;

@@ -23,8 +23,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use crate::sql::Param;
 use crate::{
-    BulkLoad, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
-    StoreError, StoreResult, StoreTx, VersionWrite,
+    BulkLoad, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage, SearchQuery,
+    Store, StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Number of reader connections.
@@ -58,7 +58,10 @@ impl SqliteStore {
             schema::migrate(&mut writer)?;
             let rebuilt = bulk::restore(&writer)?;
             if rebuilt > 0 {
-                tracing::info!(rebuilt, "rebuilt search indexes left out by an interrupted bulk load");
+                tracing::info!(
+                    rebuilt,
+                    "rebuilt search indexes left out by an interrupted bulk load"
+                );
             }
             let mut readers = Vec::with_capacity(READERS);
             for _ in 0..READERS {

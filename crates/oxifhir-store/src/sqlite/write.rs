@@ -200,7 +200,14 @@ impl Default for PendingIndex<'_> {
                 ),
                 TableRows::new(
                     "idx_reference",
-                    &["resource_type", "id", "param", "target_type", "target_id", "url"],
+                    &[
+                        "resource_type",
+                        "id",
+                        "param",
+                        "target_type",
+                        "target_id",
+                        "url",
+                    ],
                 ),
                 TableRows::new(
                     "idx_date",
@@ -239,7 +246,15 @@ impl<'a> PendingIndex<'a> {
     fn add(&mut self, w: &'a VersionWrite) {
         let (t, id): (&'a dyn ToSql, &'a dyn ToSql) = (&w.resource_type, &w.id);
         let index = &w.index;
-        let [strings, tokens, references, dates, numbers, quantities, uris] = &mut self.tables;
+        let [
+            strings,
+            tokens,
+            references,
+            dates,
+            numbers,
+            quantities,
+            uris,
+        ] = &mut self.tables;
         for e in &index.strings {
             strings
                 .values

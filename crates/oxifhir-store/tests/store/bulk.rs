@@ -58,7 +58,11 @@ async fn check(h: &Harness, store: &dyn Store, n: usize) {
             "p{i}"
         );
     }
-    let p0 = store.read("Patient", "p0").await.expect("read").expect("p0");
+    let p0 = store
+        .read("Patient", "p0")
+        .await
+        .expect("read")
+        .expect("p0");
     assert_eq!(p0.version_id, 2);
 }
 

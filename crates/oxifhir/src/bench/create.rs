@@ -12,8 +12,14 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
             Req::Post(url.clone(), driver::synthetic_patient(i, None))
         })
         .await?;
-        let mut row = Row::new(env.backend, "create Patient", c, stats.requests, stats.per_sec)
-            .beside("trivial handler GET", env.http_baseline.get(&c).copied());
+        let mut row = Row::new(
+            env.backend,
+            "create Patient",
+            c,
+            stats.requests,
+            stats.per_sec,
+        )
+        .beside("trivial handler GET", env.http_baseline.get(&c).copied());
         row.latency = Some(stats.percentiles());
         rows.push(row);
     }

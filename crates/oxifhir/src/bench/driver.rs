@@ -95,7 +95,11 @@ pub async fn start_server(store: Arc<dyn Store>) -> anyhow::Result<String> {
             ..Default::default()
         },
     );
-    tokio::spawn(http::serve(listener, http::router(server), std::future::pending()));
+    tokio::spawn(http::serve(
+        listener,
+        http::router(server),
+        std::future::pending(),
+    ));
     Ok(base)
 }
 

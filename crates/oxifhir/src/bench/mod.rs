@@ -164,7 +164,13 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         })
         .await?;
         http_baseline.insert(c, stats.per_sec);
-        let mut row = Row::new("baseline", "trivial handler GET", c, stats.requests, stats.per_sec);
+        let mut row = Row::new(
+            "baseline",
+            "trivial handler GET",
+            c,
+            stats.requests,
+            stats.per_sec,
+        );
         row.latency = Some(stats.percentiles());
         rows.push(row);
     }
@@ -211,7 +217,11 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
             }
             rows.extend(measured);
         }
-        if let StoreConfig::Postgres { url, schema: Some(schema) } = &env.config {
+        if let StoreConfig::Postgres {
+            url,
+            schema: Some(schema),
+        } = &env.config
+        {
             read::drop_schema(url, schema).await?;
         }
     }

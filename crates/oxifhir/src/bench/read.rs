@@ -26,8 +26,14 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
             Req::Get(format!("{base}/Patient/{}", pick(&ids, i)))
         })
         .await?;
-        let mut row = Row::new(env.backend, "read Patient by id", c, stats.requests, stats.per_sec)
-            .beside("raw SELECT body", Some(raw));
+        let mut row = Row::new(
+            env.backend,
+            "read Patient by id",
+            c,
+            stats.requests,
+            stats.per_sec,
+        )
+        .beside("raw SELECT body", Some(raw));
         row.latency = Some(stats.percentiles());
         rows.push(row);
     }
@@ -50,17 +56,19 @@ async fn raw_reads(
             let mut tasks = Vec::new();
             for c in 0..clients {
                 let (path, ids) = (path.clone(), ids.clone());
-                tasks.push(tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                    let conn = rusqlite::Connection::open(&path)?;
-                    let mut stmt = conn.prepare(
+                tasks.push(tokio::task::spawn_blocking(
+                    move || -> anyhow::Result<()> {
+                        let conn = rusqlite::Connection::open(&path)?;
+                        let mut stmt = conn.prepare(
                         "SELECT body FROM resources WHERE resource_type = 'Patient' AND id = ?1",
                     )?;
-                    for i in c * per_client..(c + 1) * per_client {
-                        let body: Vec<u8> = stmt.query_row([pick(&ids, i)], |r| r.get(0))?;
-                        std::hint::black_box(body);
-                    }
-                    Ok(())
-                }));
+                        for i in c * per_client..(c + 1) * per_client {
+                            let body: Vec<u8> = stmt.query_row([pick(&ids, i)], |r| r.get(0))?;
+                            std::hint::black_box(body);
+                        }
+                        Ok(())
+                    },
+                ));
             }
             for task in tasks {
                 task.await??;

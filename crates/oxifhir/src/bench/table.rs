@@ -52,11 +52,10 @@ pub fn print(rows: &[Row]) {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for r in rows {
-        let [p50, p95, p99] = r
-            .latency
-            .map_or_else(|| ["".to_owned(), "".to_owned(), "".to_owned()], |l| {
-                l.map(ms)
-            });
+        let [p50, p95, p99] = r.latency.map_or_else(
+            || ["".to_owned(), "".to_owned(), "".to_owned()],
+            |l| l.map(ms),
+        );
         let (baseline, baseline_rate, ratio) = match &r.baseline {
             Some((what, rate)) => (
                 what.clone(),

@@ -19,8 +19,14 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
             )
         })
         .await?;
-        let mut row = Row::new(env.backend, "update Patient", c, stats.requests, stats.per_sec)
-            .beside("trivial handler GET", env.http_baseline.get(&c).copied());
+        let mut row = Row::new(
+            env.backend,
+            "update Patient",
+            c,
+            stats.requests,
+            stats.per_sec,
+        )
+        .beside("trivial handler GET", env.http_baseline.get(&c).copied());
         row.latency = Some(stats.percentiles());
         rows.push(row);
     }

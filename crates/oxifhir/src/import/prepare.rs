@@ -156,5 +156,8 @@ pub fn restamp(
     if let Value::Object(map) = resource {
         json::stamp(map, id, version_id, at);
     }
-    (json::to_bytes(resource), index_entries(resource_type, resource))
+    (
+        json::to_bytes(resource),
+        index_entries(resource_type, resource),
+    )
 }
