@@ -3,6 +3,7 @@
 use super::driver::{self, Req};
 use super::{Env, Row};
 
+/// Creates `requests` Patients at each client count; one row per count.
 pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     let url = format!("{}/Patient", env.base().await?);
     let mut rows = Vec::new();

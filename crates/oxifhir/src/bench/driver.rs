@@ -11,14 +11,19 @@ use oxifhir_store::Store;
 
 /// One request to send.
 pub enum Req {
+    /// `GET url`.
     Get(String),
+    /// `POST url` with a FHIR JSON body.
     Post(String, Vec<u8>),
+    /// `PUT url` with a FHIR JSON body.
     Put(String, Vec<u8>),
 }
 
 /// What a run of requests measured.
 pub struct Stats {
+    /// Requests sent (all answered 2xx).
     pub requests: usize,
+    /// Requests per second over the whole run.
     pub per_sec: f64,
     /// Sorted latencies.
     pub latencies: Vec<Duration>,

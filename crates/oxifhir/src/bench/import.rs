@@ -13,6 +13,8 @@ use crate::import::{DeferIndexes, ImportArgs};
 /// Lines per raw-insert transaction, as the import's batches.
 const BATCH: usize = 2000;
 
+/// Imports the data set into the backend's database (filling [`Env::patients`]) and measures
+/// the raw insert of its lines; one row.
 pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     let db = match &env.config {
         StoreConfig::Sqlite { dir } => DatabaseArgs {

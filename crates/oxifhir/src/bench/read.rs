@@ -14,6 +14,8 @@ fn pick(ids: &[String], i: usize) -> &str {
     &ids[i.wrapping_mul(7919) % ids.len()]
 }
 
+/// Reads imported Patients `requests` times at each client count, each row beside the raw
+/// read rate at the same count.
 pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     let base = env.base().await?;
     let ids = Arc::new(env.patients.clone());

@@ -4,6 +4,7 @@
 use super::driver::{self, Req};
 use super::{Env, Row};
 
+/// Updates imported Patients `requests` times at each client count; one row per count.
 pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     let base = env.base().await?;
     let ids = std::sync::Arc::new(env.patients.clone());

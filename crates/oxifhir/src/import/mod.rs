@@ -60,8 +60,11 @@ pub struct ImportArgs {
 /// Whether an import defers secondary indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeferIndexes {
+    /// When the input is large beside the database.
     Auto,
+    /// Always (SQLite).
     Always,
+    /// Never: every index is kept up to date row by row.
     Never,
 }
 
@@ -128,7 +131,9 @@ struct Work {
 /// What a whole import did, and how long it took (index rebuilding included).
 #[derive(Debug, Clone, Copy)]
 pub struct Report {
+    /// Resources written, unchanged and bad.
     pub summary: Summary,
+    /// Wall-clock seconds from opening the database to the end of index rebuilding.
     pub seconds: f64,
 }
 
