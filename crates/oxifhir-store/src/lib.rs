@@ -70,6 +70,21 @@ pub trait Store: Send + Sync + 'static {
         tx.commit().await
     }
 
+    /// Tunes the store for loading many versions in big transactions (an import) until
+    /// [`Store::end_bulk_load`]. Data written meanwhile is as durable as the backend's crash
+    /// safety allows (never inconsistent), and reads and searches stay correct, if slower when
+    /// indexes are deferred. A load interrupted before its end is finished by the next
+    /// opening of the store. The default does nothing.
+    async fn begin_bulk_load(&self, load: BulkLoad) -> StoreResult<()> {
+        let _ = load;
+        Ok(())
+    }
+
+    /// Ends a bulk load: rebuilds deferred indexes and restores the normal settings.
+    async fn end_bulk_load(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// The current version of a resource, including a deletion tombstone; `None` if the id was
     /// never used for this type.
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>>;
@@ -106,6 +121,16 @@ pub trait Store: Send + Sync + 'static {
     /// How many live resources at or before the cut the scan keeps, not counting resources
     /// changed after the cut (for progress reports).
     async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64>;
+}
+
+/// What a bulk load ([`Store::begin_bulk_load`]) is about to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BulkLoad {
+    /// Bytes of NDJSON input to load: a hint for choosing how to load.
+    pub input_bytes: u64,
+    /// Drop secondary search indexes for the load and rebuild them at its end; `None` lets
+    /// the store decide (SQLite defers when the input is large beside the database).
+    pub defer_indexes: Option<bool>,
 }
 
 /// How isolated a write transaction is from concurrent ones.

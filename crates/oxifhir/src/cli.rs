@@ -37,7 +37,8 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Load NDJSON files and Bundles into a database or a running server.
     Import(crate::import::ImportArgs),
-    /// Measure create and read throughput and latency on SQLite (and PostgreSQL).
+    /// Measure import, create, update and read rates, latency and memory on SQLite (and
+    /// PostgreSQL), each beside a same-run baseline.
     Bench(crate::bench::BenchArgs),
     /// Write deterministic synthetic R4 test data as NDJSON, one file per resource type.
     Synth(crate::synth::SynthArgs),

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use oxifhir_server::{FhirServer, ServerConfig, http};
+use oxifhir_store::sqlite::SqliteStore;
 use oxifhir_store::{SearchQuery, Store, StoreConfig};
 use serde_json::{Value, json};
 
@@ -240,5 +241,40 @@ async fn http_import_gives_the_same_data_as_direct_import() {
             all_resources(direct.as_ref()).await,
             all_resources(served.as_ref()).await
         );
+        // Versions, write methods and index rows as the API stores them.
+        if let StoreConfig::Sqlite { dir } = &db.config {
+            let direct = SqliteStore::open(dir).await.unwrap();
+            let served = SqliteStore::open(served_dir.path()).await.unwrap();
+            for (t, id, _) in all_resources(&direct).await {
+                let (a, b) = (
+                    direct.read(&t, &id).await.unwrap().unwrap(),
+                    served.read(&t, &id).await.unwrap().unwrap(),
+                );
+                assert_eq!(
+                    (a.version_id, a.method),
+                    (b.version_id, b.method),
+                    "{t}/{id}"
+                );
+                assert_eq!(
+                    direct.debug_index_counts(&t, &id).await.unwrap(),
+                    served.debug_index_counts(&t, &id).await.unwrap(),
+                    "{t}/{id}"
+                );
+            }
+            assert_eq!(index_names(dir), index_names(served_dir.path()));
+        }
     }
+}
+
+/// The names of the indexes of a SQLite database: a direct import defers some and must
+/// have rebuilt them all.
+fn index_names(dir: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(dir.join("oxifhir.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .unwrap()
 }

@@ -10,6 +10,7 @@
 //! and if that cannot happen (no runtime, a failed rollback), the connection is closed
 //! instead of being returned with an open transaction.
 
+mod bulk;
 mod export;
 mod expunge;
 mod history;
@@ -285,6 +286,17 @@ impl StoreTx for PostgresTx {
 
     async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {
         write::write(self.client()?, &write).await
+    }
+
+    async fn read_many(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<Option<ResourceVersion>>> {
+        bulk::read_many(self.client()?, keys).await
+    }
+
+    async fn write_many(&mut self, writes: Vec<VersionWrite>) -> StoreResult<()> {
+        bulk::write_many(self.client()?, &writes).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -6,6 +6,7 @@
 //! async worker threads. A transaction moves its connection guard into each blocking call
 //! and takes it back afterwards.
 
+mod bulk;
 mod export;
 mod expunge;
 mod group;
@@ -26,8 +27,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage,
-    SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
+    BulkLoad, ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion,
+    SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Number of reader connections.
@@ -60,6 +61,13 @@ impl SqliteStore {
             let path = dir.join("oxifhir.db");
             let mut writer = schema::connect(&path, false)?;
             schema::migrate(&mut writer)?;
+            let rebuilt = bulk::restore(&writer)?;
+            if rebuilt > 0 {
+                tracing::info!(
+                    rebuilt,
+                    "rebuilt search indexes left out by an interrupted bulk load"
+                );
+            }
             let mut readers = Vec::with_capacity(READERS);
             for _ in 0..READERS {
                 readers.push(schema::connect(&path, true)?);
@@ -121,6 +129,16 @@ impl Store for SqliteStore {
 
     async fn write_alone(&self, write: VersionWrite) -> StoreResult<()> {
         group::write_alone(&self.group, &self.writer, write).await
+    }
+
+    async fn begin_bulk_load(&self, load: BulkLoad) -> StoreResult<()> {
+        let conn = self.writer.clone().lock_owned().await;
+        blocking(move || bulk::begin(&conn, load.input_bytes, load.defer_indexes)).await
+    }
+
+    async fn end_bulk_load(&self) -> StoreResult<()> {
+        let conn = self.writer.clone().lock_owned().await;
+        blocking(move || bulk::end(&conn)).await
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
@@ -280,8 +298,7 @@ impl StoreTx for SqliteTx {
     }
 
     async fn write_many(&mut self, writes: Vec<VersionWrite>) -> StoreResult<()> {
-        self.run(move |conn| writes.iter().try_for_each(|w| write::write(conn, w)))
-            .await
+        self.run(move |conn| write::write_many(conn, &writes)).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -138,6 +138,11 @@ const MIGRATIONS: &[&str] = &[
     ",
 ];
 
+/// The settings a bulk load changes on the writer connection, as they normally are.
+pub(crate) const WRITER_SETTINGS: &str = "PRAGMA synchronous = NORMAL;
+     PRAGMA cache_size = -32000;
+     PRAGMA wal_autocheckpoint = 1000;";
+
 /// Opens a connection with the store's settings.
 ///
 /// WAL with `synchronous=NORMAL`: a committed transaction survives a crash of the process,
@@ -153,13 +158,12 @@ pub(crate) fn connect(path: &Path, reader: bool) -> StoreResult<Connection> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32000;
          PRAGMA mmap_size = 268435456;",
     )
     .map_err(map_err)?;
+    conn.execute_batch(WRITER_SETTINGS).map_err(map_err)?;
     if reader {
         conn.execute_batch("PRAGMA query_only = ON;")
             .map_err(map_err)?;

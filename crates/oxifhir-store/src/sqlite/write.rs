@@ -3,12 +3,17 @@
 //!
 //! The version check is race-free because every write runs on the single writer connection
 //! inside `BEGIN IMMEDIATE`; the unique keys back it up.
+//!
+//! Index rows of consecutive writes are collected and inserted with multi-row `INSERT`s
+//! ([`PendingIndex`]): a batch of thousands of resources has ten times as many index rows, and
+//! one statement per row would cost more than the rows themselves.
 
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::{is_unique_violation, map_err};
 use crate::sql::INDEX_TABLES;
-use crate::{IndexEntries, StoreError, StoreResult, VersionWrite};
+use crate::{StoreError, StoreResult, VersionWrite, WriteMethod};
 
 fn conflict(write: &VersionWrite, found: Option<i64>) -> StoreError {
     StoreError::VersionConflict {
@@ -32,6 +37,31 @@ fn keyed(write: &VersionWrite) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 
 /// Stores `write` as the new current version (see [`crate::StoreTx::write`]).
 pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
+    write_many(conn, std::slice::from_ref(write))
+}
+
+/// Stores `writes` in order, as [`write`] each (see [`crate::StoreTx::write_many`]); stops at
+/// the first failure, leaving the transaction to be rolled back.
+pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreResult<()> {
+    let mut pending = PendingIndex::default();
+    for w in writes {
+        if w.previous_version.is_some() {
+            // Its old index rows are deleted below: rows still pending may be among them.
+            pending.flush(conn)?;
+        }
+        write_version(conn, w)?;
+        if w.method != WriteMethod::Delete {
+            pending.add(w);
+        }
+        if pending.len() >= FLUSH_ROWS {
+            pending.flush(conn)?;
+        }
+    }
+    pending.flush(conn)
+}
+
+/// The history row, the current row, and the removal of the old index rows of one write.
+fn write_version(conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
     let found: Option<i64> = conn
         .prepare_cached("SELECT version_id FROM resources WHERE resource_type = ?1 AND id = ?2")
         .map_err(map_err)?
@@ -43,24 +73,21 @@ pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> 
     }
     let method = write.method.code();
     let last_updated = write.last_updated.millis();
-    let seq: i64 = conn
-        .prepare_cached(
-            "INSERT INTO history (resource_type, id, version_id, last_updated, method, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
-        )
-        .map_err(map_err)?
-        .query_row(
-            (
-                &write.resource_type,
-                &write.id,
-                write.version_id,
-                last_updated,
-                method,
-                &write.body,
-            ),
-            |r| r.get(0),
-        )
-        .map_err(keyed(write))?;
+    conn.prepare_cached(
+        "INSERT INTO history (resource_type, id, version_id, last_updated, method, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .map_err(map_err)?
+    .execute((
+        &write.resource_type,
+        &write.id,
+        write.version_id,
+        last_updated,
+        method,
+        &write.body,
+    ))
+    .map_err(keyed(write))?;
+    let seq = conn.last_insert_rowid();
     let current = if write.previous_version.is_none() {
         "INSERT INTO resources \
          (resource_type, id, version_id, last_updated, method, body, seq) \
@@ -91,100 +118,179 @@ pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> 
             .map_err(map_err)?;
         }
     }
-    if !write.method.eq(&crate::WriteMethod::Delete) {
-        insert_index(conn, &write.resource_type, &write.id, &write.index)?;
-    }
     Ok(())
 }
 
-/// Inserts the index rows of one resource.
-fn insert_index(conn: &Connection, t: &str, id: &str, index: &IndexEntries) -> StoreResult<()> {
-    if !index.strings.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_string (resource_type, id, param, normalized, exact) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(map_err)?;
+/// Pending index rows are inserted once there are this many.
+const FLUSH_ROWS: usize = 4096;
+
+/// Rows per multi-row `INSERT`; fewer left over go in one by one.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Index rows of one table waiting to be inserted, their values flattened row by row.
+struct TableRows<'a> {
+    table: &'static str,
+    columns: &'static [&'static str],
+    values: Vec<&'a dyn ToSql>,
+}
+
+impl<'a> TableRows<'a> {
+    fn new(table: &'static str, columns: &'static [&'static str]) -> Self {
+        TableRows {
+            table,
+            columns,
+            values: Vec::new(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.values.len() / self.columns.len()
+    }
+
+    /// `INSERT INTO table (columns) VALUES (?, …), …` for `rows` rows.
+    fn insert_sql(&self, rows: usize) -> String {
+        let one = format!("({})", vec!["?"; self.columns.len()].join(", "));
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.table,
+            self.columns.join(", "),
+            vec![one; rows].join(", ")
+        )
+    }
+
+    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        let width = self.columns.len();
+        let mut chunks = self.values.chunks_exact(width * ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut stmt = conn
+                .prepare_cached(&self.insert_sql(ROWS_PER_INSERT))
+                .map_err(map_err)?;
+            for chunk in chunks.by_ref() {
+                stmt.execute(chunk).map_err(map_err)?;
+            }
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut stmt = conn.prepare_cached(&self.insert_sql(1)).map_err(map_err)?;
+            for row in rest.chunks_exact(width) {
+                stmt.execute(row).map_err(map_err)?;
+            }
+        }
+        self.values.clear();
+        Ok(())
+    }
+}
+
+/// Index rows of several writes waiting for [`PendingIndex::flush`], one list per table.
+struct PendingIndex<'a> {
+    tables: [TableRows<'a>; 7],
+}
+
+impl Default for PendingIndex<'_> {
+    fn default() -> Self {
+        PendingIndex {
+            tables: [
+                TableRows::new(
+                    "idx_string",
+                    &["resource_type", "id", "param", "normalized", "exact"],
+                ),
+                TableRows::new(
+                    "idx_token",
+                    &["resource_type", "id", "param", "system", "code", "text"],
+                ),
+                TableRows::new(
+                    "idx_reference",
+                    &[
+                        "resource_type",
+                        "id",
+                        "param",
+                        "target_type",
+                        "target_id",
+                        "url",
+                    ],
+                ),
+                TableRows::new(
+                    "idx_date",
+                    &["resource_type", "id", "param", "start_ms", "end_ms"],
+                ),
+                TableRows::new(
+                    "idx_number",
+                    &["resource_type", "id", "param", "value", "low", "high"],
+                ),
+                TableRows::new(
+                    "idx_quantity",
+                    &[
+                        "resource_type",
+                        "id",
+                        "param",
+                        "value",
+                        "low",
+                        "high",
+                        "system",
+                        "code",
+                        "unit",
+                    ],
+                ),
+                TableRows::new("idx_uri", &["resource_type", "id", "param", "value"]),
+            ],
+        }
+    }
+}
+
+impl<'a> PendingIndex<'a> {
+    fn len(&self) -> usize {
+        self.tables.iter().map(TableRows::rows).sum()
+    }
+
+    /// Queues the index rows of `w`.
+    fn add(&mut self, w: &'a VersionWrite) {
+        let (t, id): (&'a dyn ToSql, &'a dyn ToSql) = (&w.resource_type, &w.id);
+        let index = &w.index;
+        let [
+            strings,
+            tokens,
+            references,
+            dates,
+            numbers,
+            quantities,
+            uris,
+        ] = &mut self.tables;
         for e in &index.strings {
-            stmt.execute((t, id, &e.param, &e.normalized, &e.exact))
-                .map_err(map_err)?;
+            strings
+                .values
+                .extend([t, id, &e.param, &e.normalized, &e.exact]);
         }
-    }
-    if !index.tokens.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_token (resource_type, id, param, system, code, text) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(map_err)?;
         for e in &index.tokens {
-            stmt.execute((t, id, &e.param, &e.system, &e.code, &e.text))
-                .map_err(map_err)?;
+            tokens
+                .values
+                .extend([t, id, &e.param, &e.system, &e.code, &e.text]);
         }
-    }
-    if !index.references.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_reference (resource_type, id, param, target_type, target_id, url) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(map_err)?;
         for e in &index.references {
-            stmt.execute((t, id, &e.param, &e.target_type, &e.target_id, &e.url))
-                .map_err(map_err)?;
+            references
+                .values
+                .extend([t, id, &e.param, &e.target_type, &e.target_id, &e.url]);
         }
-    }
-    if !index.dates.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_date (resource_type, id, param, start_ms, end_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(map_err)?;
         for e in &index.dates {
-            stmt.execute((t, id, &e.param, e.start, e.end))
-                .map_err(map_err)?;
+            dates.values.extend([t, id, &e.param, &e.start, &e.end]);
         }
-    }
-    if !index.numbers.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_number (resource_type, id, param, value, low, high) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .map_err(map_err)?;
         for e in &index.numbers {
-            stmt.execute((t, id, &e.param, e.value, e.low, e.high))
-                .map_err(map_err)?;
+            numbers
+                .values
+                .extend([t, id, &e.param, &e.value, &e.low, &e.high]);
         }
-    }
-    if !index.quantities.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_quantity \
-                 (resource_type, id, param, value, low, high, system, code, unit) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .map_err(map_err)?;
         for e in &index.quantities {
-            stmt.execute((
-                t, id, &e.param, e.value, e.low, e.high, &e.system, &e.code, &e.unit,
-            ))
-            .map_err(map_err)?;
+            quantities.values.extend([
+                t, id, &e.param, &e.value, &e.low, &e.high, &e.system, &e.code, &e.unit,
+            ]);
         }
-    }
-    if !index.uris.is_empty() {
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO idx_uri (resource_type, id, param, value) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(map_err)?;
         for e in &index.uris {
-            stmt.execute((t, id, &e.param, &e.value)).map_err(map_err)?;
+            uris.values.extend([t, id, &e.param, &e.value]);
         }
     }
-    Ok(())
+
+    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        self.tables.iter_mut().try_for_each(|t| t.flush(conn))
+    }
 }
 
 /// Index rows per table (in [`INDEX_TABLES`] order) of one resource.

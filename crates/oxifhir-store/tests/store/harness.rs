@@ -100,6 +100,14 @@ impl Harness {
         stores
     }
 
+    /// The SQLite database file, for the `sqlite` variant.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.backend {
+            Backend::Sqlite(_, dir) => Some(dir.path().join("oxifhir.db")),
+            Backend::Postgres(..) => None,
+        }
+    }
+
     /// Index rows per kind (strings, tokens, references, dates, numbers, quantities, uris).
     pub async fn index_counts(&self, resource_type: &str, id: &str) -> [i64; 7] {
         match &self.backend {

@@ -26,6 +26,7 @@ macro_rules! store_tests {
 }
 
 mod bench;
+mod bulk;
 mod crud;
 mod export;
 mod history;

@@ -1,54 +1,100 @@
-//! Import straight into a database: resources are parsed, validated and indexed on every core,
-//! then written a batch per transaction.
+//! Import straight into a database: batches prepared on a pool of threads ([`super::prepare`])
+//! are written a batch per transaction, while the next batches are being prepared.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use oxifhir_model::{Instant, json};
-use oxifhir_server::repository::{index_entries, resource_from_value};
 use oxifhir_server::{FhirRequest, FhirServer, Method, ServerConfig};
 use oxifhir_store::{
-    IndexEntries, Isolation, Store, StoreConfig, StoreError, VersionWrite, WriteMethod,
+    BulkLoad, Isolation, Store, StoreConfig, StoreError, VersionWrite, WriteMethod,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::source::{Batch, Item};
+use super::prepare::{Prepared, PreparedBatch, prepare_items, restamp};
 use super::{BadLine, Summary};
 
 /// A database being imported into.
 pub struct DirectImport {
     store: Arc<dyn Store>,
     server: FhirServer,
+    /// Seconds spent reading current versions, writing, and committing.
+    timings: std::sync::Mutex<[f64; 3]>,
 }
 
 /// `(resource type, id)`.
 type ResourceKey = (String, String);
 
-/// A resource ready to be written.
+/// What a batch knows of a resource's latest version.
 #[derive(Clone)]
-struct Prepared {
-    line: u64,
-    resource_type: String,
-    id: String,
-    resource: Map<String, Value>,
-    index: IndexEntries,
+enum Latest {
+    /// Stored before this batch, with its body (`None`: deleted).
+    Stored(i64, Instant, Option<Vec<u8>>),
+    /// Written by this batch: the version and the index of its write.
+    Written(i64, Instant, usize),
+}
+
+impl Latest {
+    fn version(&self) -> (i64, Instant) {
+        match self {
+            Latest::Stored(v, at, _) | Latest::Written(v, at, _) => (*v, *at),
+        }
+    }
+}
+
+/// How a batch treats resources whose id exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace them (unchanged ones are skipped).
+    Upsert,
+    /// Report them as bad lines.
+    Reject,
+    /// Skip identical ones silently, report others: the batch right after a resume, which an
+    /// interrupted run may have committed without recording it.
+    RejectChanged,
 }
 
 impl DirectImport {
-    /// Opens (and migrates) the database.
-    pub async fn open(config: &StoreConfig) -> anyhow::Result<Self> {
+    /// Opens (and migrates) the database and starts a bulk load of about `input_bytes`.
+    pub async fn open(
+        config: &StoreConfig,
+        input_bytes: u64,
+        defer_indexes: Option<bool>,
+    ) -> anyhow::Result<Self> {
         let store = oxifhir_store::open(config).await?;
+        store
+            .begin_bulk_load(BulkLoad {
+                input_bytes,
+                defer_indexes,
+            })
+            .await?;
         let server = FhirServer::new(store.clone(), ServerConfig::default());
-        Ok(DirectImport { store, server })
+        Ok(DirectImport {
+            store,
+            server,
+            timings: Default::default(),
+        })
     }
 
-    /// Imports one batch.
+    /// Ends the bulk load (rebuilding deferred indexes).
+    pub async fn finish(&self) -> anyhow::Result<()> {
+        let [read, write, commit] = *self.timings.lock().unwrap_or_else(|e| e.into_inner());
+        tracing::debug!(
+            read_s = read,
+            write_s = write,
+            commit_s = commit,
+            "direct import: time spent reading current versions, writing and committing"
+        );
+        Ok(self.store.end_bulk_load().await?)
+    }
+
+    /// Imports one prepared batch.
     pub async fn import(
         &mut self,
-        batch: &Batch,
-        upsert: bool,
+        batch: PreparedBatch,
+        existing: Existing,
     ) -> anyhow::Result<(Summary, Vec<BadLine>)> {
-        if let Some(bundle) = &batch.bundle {
+        if let Some(bundle) = &batch.batch.bundle {
             let mut request = FhirRequest::new(Method::Post, "");
             request.headers.content_type = Some("application/fhir+json".into());
             request.headers.prefer = Some("return=minimal".into());
@@ -59,13 +105,22 @@ impl DirectImport {
                 &response.body,
             ));
         }
-        let (prepared, mut bad) = prepare_all(&batch.items);
+        let PreparedBatch {
+            batch,
+            now,
+            mut prepared,
+            mut bad,
+        } = batch;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.write(&prepared, upsert).await {
+            if attempt > 1 {
+                prepared = prepare_items(&batch.items, now, 1).0;
+            }
+            match self.write(&mut prepared, now, existing).await {
                 Ok((summary, more_bad)) => {
                     bad.extend(more_bad);
+                    bad.sort_by_key(|b| b.line);
                     let summary = Summary {
                         bad: bad.len() as u64,
                         ..summary
@@ -84,81 +139,122 @@ impl DirectImport {
         }
     }
 
+    /// Writes the batch in one transaction. Bodies and indexes are moved out of `prepared`:
+    /// after a failure it must be prepared again.
     async fn write(
         &self,
-        prepared: &[Prepared],
-        upsert: bool,
+        prepared: &mut [Prepared],
+        now: Instant,
+        existing: Existing,
     ) -> Result<(Summary, Vec<BadLine>), StoreError> {
         let mut tx = self.store.begin(Isolation::VersionChecked).await?;
-        let keys: Vec<(String, String)> = prepared
+        let keys: Vec<ResourceKey> = prepared
             .iter()
             .map(|p| (p.resource_type.clone(), p.id.clone()))
             .collect();
+        let started = std::time::Instant::now();
         let current = tx.read_many(&keys).await?;
-        // Per resource: its latest version in this batch or the store, and its body if live.
-        let mut latest: HashMap<ResourceKey, (i64, Option<Vec<u8>>)> = HashMap::new();
-        for (key, version) in keys.iter().zip(current) {
+        let read = started.elapsed().as_secs_f64();
+        let mut latest: HashMap<ResourceKey, Latest> = HashMap::new();
+        for (key, version) in keys.into_iter().zip(current) {
             if let Some(v) = version {
                 let body = (!v.is_deleted()).then_some(v.body);
-                latest.entry(key.clone()).or_insert((v.version_id, body));
+                latest
+                    .entry(key)
+                    .or_insert(Latest::Stored(v.version_id, v.last_updated, body));
             }
         }
-        let now = Instant::now();
-        let mut writes = Vec::with_capacity(prepared.len());
+        let mut writes: Vec<VersionWrite> = Vec::with_capacity(prepared.len());
         let mut summary = Summary::default();
         let mut bad = Vec::new();
-        for p in prepared {
+        for p in prepared.iter_mut() {
             let key = (p.resource_type.clone(), p.id.clone());
             let previous = latest.get(&key).cloned();
-            if let Some((_, Some(body))) = &previous {
-                if !upsert {
-                    bad.push(BadLine {
-                        line: p.line,
-                        message: format!(
-                            "{}/{} already exists (use --upsert to replace it)",
-                            p.resource_type, p.id
-                        ),
-                    });
-                    continue;
-                }
-                if same_content(body, &p.resource) {
-                    summary.unchanged += 1;
-                    continue;
+            let live_body = match &previous {
+                Some(Latest::Stored(_, _, body)) => body.as_deref(),
+                Some(Latest::Written(_, _, i)) => Some(writes[*i].body.as_slice()),
+                None => None,
+            };
+            if let Some(body) = live_body {
+                let same = same_content(body, &p.resource);
+                match existing {
+                    _ if same && existing != Existing::Reject => {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                    Existing::Upsert => {}
+                    Existing::Reject | Existing::RejectChanged => {
+                        bad.push(BadLine {
+                            line: p.line,
+                            message: format!(
+                                "{}/{} already exists (use --upsert to replace it)",
+                                p.resource_type, p.id
+                            ),
+                        });
+                        continue;
+                    }
                 }
             }
-            let version_id = previous.as_ref().map_or(1, |(v, _)| v + 1);
-            let mut resource = p.resource.clone();
-            json::stamp(&mut resource, &p.id, version_id, now);
-            let body = json::to_bytes(&Value::Object(resource));
-            latest.insert(key, (version_id, Some(body.clone())));
-            writes.push(VersionWrite {
-                resource_type: p.resource_type.clone(),
-                id: p.id.clone(),
-                version_id,
-                last_updated: now,
-                method: if previous.is_some() {
-                    WriteMethod::Update
-                } else {
-                    WriteMethod::Create
+            let write = match previous.map(|l| l.version()) {
+                None => VersionWrite {
+                    resource_type: p.resource_type.clone(),
+                    id: p.id.clone(),
+                    version_id: 1,
+                    last_updated: now,
+                    method: p.method,
+                    body: std::mem::take(&mut p.body),
+                    previous_version: None,
+                    index: std::mem::take(&mut p.index),
                 },
-                body,
-                previous_version: previous.map(|(v, _)| v),
-                index: p.index.clone(),
-            });
+                Some((version, at)) => {
+                    // As the API: the next version, never older than the one it replaces.
+                    let at = now.max(at);
+                    let mut resource = p.resource.clone();
+                    let (body, index) =
+                        restamp(&p.resource_type, &p.id, &mut resource, version + 1, at);
+                    VersionWrite {
+                        resource_type: p.resource_type.clone(),
+                        id: p.id.clone(),
+                        version_id: version + 1,
+                        last_updated: at,
+                        method: WriteMethod::Update,
+                        body,
+                        previous_version: Some(version),
+                        index,
+                    }
+                }
+            };
+            latest.insert(
+                key,
+                Latest::Written(write.version_id, write.last_updated, writes.len()),
+            );
+            writes.push(write);
         }
         summary.written = writes.len() as u64;
+        let started = std::time::Instant::now();
         tx.write_many(writes).await?;
+        let write = started.elapsed().as_secs_f64();
+        let started = std::time::Instant::now();
         tx.commit().await?;
+        let commit = started.elapsed().as_secs_f64();
+        let mut timings = self.timings.lock().unwrap_or_else(|e| e.into_inner());
+        timings[0] += read;
+        timings[1] += write;
+        timings[2] += commit;
         Ok((summary, bad))
     }
 }
 
-/// True when `stored` (with its `meta.versionId`/`lastUpdated`) holds the same resource.
-fn same_content(stored: &[u8], new: &Map<String, Value>) -> bool {
+/// True when `stored` (with its `meta.versionId`/`lastUpdated`) holds the same resource as
+/// `new` (stamped likewise).
+fn same_content(stored: &[u8], new: &Value) -> bool {
     let Ok(Value::Object(mut old)) = json::parse(stored) else {
         return false;
     };
-    let strip = |m: &mut Map<String, Value>| {
+    let Value::Object(new) = new else {
+        return false;
+    };
+    let strip = |m: &mut serde_json::Map<String, Value>| {
         if let Some(Value::Object(meta)) = m.get_mut("meta") {
             meta.shift_remove("versionId");
             meta.shift_remove("lastUpdated");
@@ -171,79 +267,4 @@ fn same_content(stored: &[u8], new: &Map<String, Value>) -> bool {
     strip(&mut old);
     strip(&mut new);
     old == new
-}
-
-/// Parses, validates and indexes `items` on all cores, keeping their order.
-fn prepare_all(items: &[Item]) -> (Vec<Prepared>, Vec<BadLine>) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = items.len().div_ceil(threads).max(1);
-    let results: Vec<Vec<Result<Prepared, BadLine>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(prepare).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![Err(BadLine {
-                        line: 0,
-                        message: "a worker thread panicked".into(),
-                    })]
-                })
-            })
-            .collect()
-    });
-    let mut prepared = Vec::with_capacity(items.len());
-    let mut bad = Vec::new();
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(p) => prepared.push(p),
-            Err(b) => bad.push(b),
-        }
-    }
-    (prepared, bad)
-}
-
-fn prepare(item: &Item) -> Result<Prepared, BadLine> {
-    let bad = |message: String| BadLine {
-        line: item.line,
-        message,
-    };
-    let value = json::parse(&item.raw).map_err(|e| bad(format!("malformed JSON: {e}")))?;
-    let resource = resource_from_value(value, None).map_err(|e| {
-        let details: Vec<String> = e
-            .outcome
-            .issues
-            .iter()
-            .map(|i| match i.expression.first() {
-                Some(at) => format!("{at}: {}", i.text.as_deref().unwrap_or("")),
-                None => i.text.clone().unwrap_or_default(),
-            })
-            .collect();
-        bad(details.join("; "))
-    })?;
-    let resource_type = resource
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let id = match resource.get("id").and_then(Value::as_str) {
-        Some(id) => id.to_string(),
-        None => oxifhir_model::id::new_id(),
-    };
-    let value = Value::Object(resource);
-    let index = index_entries(&resource_type, &value);
-    let Value::Object(resource) = value else {
-        return Err(bad("not an object".into()));
-    };
-    Ok(Prepared {
-        line: item.line,
-        resource_type,
-        id,
-        resource,
-        index,
-    })
 }

@@ -1,0 +1,210 @@
+//! Bulk loading on SQLite ([`crate::Store::begin_bulk_load`]): settings for big write
+//! transactions on the writer connection, and, optionally, the search-value indexes of the
+//! index tables dropped during the load and rebuilt (by sorting, far faster than row by row)
+//! when it ends.
+//!
+//! **Crash safety:** a deferred index is recorded in `bulk_deferred_indexes` (name and its
+//! `CREATE INDEX` text) in the same transaction that drops it, and [`restore`] runs whenever
+//! the store is opened. A load that is killed leaves a consistent database (searches are
+//! merely slow) whose next opening rebuilds what is missing. `synchronous = OFF` during the
+//! load keeps the database consistent when the process dies (SQLite's writes are then in the
+//! operating system's hands); only an OS crash or power loss could lose the last transactions.
+//!
+//! Which indexes are deferred: every index of an index table except those keyed by
+//! `(resource_type, id)`, which writes need to replace a resource's rows.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::map_err;
+use super::schema;
+use crate::StoreResult;
+use crate::sql::INDEX_TABLES;
+
+/// Settings of the writer connection while a bulk load runs: no fsync, a big page cache so
+/// that a batch's pages are written once per transaction, and rarer checkpoints so that pages
+/// changed by several transactions are copied into the database once.
+const BULK_SETTINGS: &str = "PRAGMA synchronous = OFF;
+     PRAGMA cache_size = -262144;
+     PRAGMA wal_autocheckpoint = 16384;";
+
+/// Worker threads SQLite may use to sort while building an index.
+const SORT_THREADS: usize = 2;
+
+/// A load whose input is at least this share of the database's size (as 1/n) defers indexes.
+const DEFER_RATIO: u64 = 4;
+
+/// Applies the bulk settings and, when `defer` says so (or, if `None`, when `input_bytes` of
+/// NDJSON is large beside the database), drops the deferrable indexes.
+pub(super) fn begin(conn: &Connection, input_bytes: u64, defer: Option<bool>) -> StoreResult<()> {
+    conn.execute_batch(BULK_SETTINGS).map_err(map_err)?;
+    let defer = match defer {
+        Some(d) => d,
+        None => input_bytes.saturating_mul(DEFER_RATIO) >= database_bytes(conn)?,
+    };
+    if defer {
+        defer_indexes(conn)?;
+    }
+    Ok(())
+}
+
+/// Rebuilds deferred indexes, restores the normal settings and checkpoints the WAL.
+pub(super) fn end(conn: &Connection) -> StoreResult<()> {
+    let restored = restore(conn);
+    let settings = conn.execute_batch(schema::WRITER_SETTINGS).map_err(map_err);
+    restored?;
+    settings?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(map_err)
+}
+
+fn database_bytes(conn: &Connection) -> StoreResult<u64> {
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(map_err)?;
+    let size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(map_err)?;
+    Ok(u64::try_from(pages.saturating_mul(size)).unwrap_or(0))
+}
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`.
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(map_err)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Drops the deferrable indexes, recording each first.
+fn defer_indexes(conn: &Connection) -> StoreResult<()> {
+    in_transaction(conn, |conn| {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS bulk_deferred_indexes (
+                 name TEXT PRIMARY KEY,
+                 sql TEXT NOT NULL
+             )",
+        )
+        .map_err(map_err)?;
+        for (name, sql) in deferrable(conn)? {
+            conn.execute(
+                "INSERT OR REPLACE INTO bulk_deferred_indexes (name, sql) VALUES (?1, ?2)",
+                (&name, &sql),
+            )
+            .map_err(map_err)?;
+            conn.execute_batch(&format!("DROP INDEX \"{name}\""))
+                .map_err(map_err)?;
+        }
+        Ok(())
+    })
+}
+
+/// `(name, CREATE INDEX text)` of every index of an index table not keyed by
+/// `(resource_type, id)`.
+fn deferrable(conn: &Connection) -> StoreResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_schema \
+             WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+        )
+        .map_err(map_err)?;
+    for table in INDEX_TABLES {
+        let indexes = stmt
+            .query_map([table], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        for (name, sql) in indexes {
+            if !keyed_by_resource(conn, &name)? {
+                out.push((name, sql));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True when the index's leading columns are `resource_type, id`.
+fn keyed_by_resource(conn: &Connection, index: &str) -> StoreResult<bool> {
+    let columns = conn
+        .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno LIMIT 2")
+        .map_err(map_err)?
+        .query_map([index], |r| r.get::<_, Option<String>>(0))
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    Ok(columns == [Some("resource_type".to_owned()), Some("id".to_owned())])
+}
+
+/// Rebuilds every index recorded as deferred (after a finished or an interrupted bulk load);
+/// returns how many it built.
+pub(super) fn restore(conn: &Connection) -> StoreResult<usize> {
+    // Most openings find nothing to do: check without taking the write lock, so stores
+    // opened at the same time do not queue up behind each other here.
+    if !deferred_table_exists(conn)? {
+        return Ok(0);
+    }
+    conn.execute_batch(&format!("PRAGMA threads = {SORT_THREADS}"))
+        .map_err(map_err)?;
+    let built = in_transaction(conn, rebuild_deferred);
+    let reset = conn.execute_batch("PRAGMA threads = 0").map_err(map_err);
+    let built = built?;
+    reset?;
+    Ok(built)
+}
+
+/// True when a bulk load recorded deferred indexes (and has not rebuilt them yet).
+fn deferred_table_exists(conn: &Connection) -> StoreResult<bool> {
+    let recorded: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'bulk_deferred_indexes'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(map_err)?;
+    Ok(recorded.is_some())
+}
+
+fn rebuild_deferred(conn: &Connection) -> StoreResult<usize> {
+    if !deferred_table_exists(conn)? {
+        return Ok(0);
+    }
+    let deferred = conn
+        .prepare("SELECT name, sql FROM bulk_deferred_indexes ORDER BY name")
+        .map_err(map_err)?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)?;
+    let mut built = 0;
+    for (name, sql) in &deferred {
+        let present: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        if present.is_none() {
+            tracing::info!(index = %name, "building a deferred search index");
+            conn.execute_batch(sql).map_err(map_err)?;
+            built += 1;
+        }
+    }
+    conn.execute_batch("DROP TABLE bulk_deferred_indexes")
+        .map_err(map_err)?;
+    Ok(built)
+}

@@ -1,0 +1,132 @@
+//! Many versions at once: `write_many` with more index rows than one multi-row insert holds,
+//! a resource written twice in one batch, and bulk loads with deferred indexes — finished,
+//! and interrupted (the next opening rebuilds the indexes).
+
+use oxifhir_store::{BulkLoad, IndexEntries, Isolation, Store, StringEntry, TokenEntry};
+
+use crate::harness::{Harness, WriteExt, put};
+
+fn index(i: usize) -> IndexEntries {
+    IndexEntries {
+        strings: vec![StringEntry {
+            param: "name".into(),
+            normalized: format!("n{i}"),
+            exact: format!("N{i}"),
+        }],
+        tokens: (0..3)
+            .map(|k| TokenEntry {
+                param: "identifier".into(),
+                system: Some("urn:s".into()),
+                code: Some(format!("{i}-{k}")),
+                text: None,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Writes Patients `p0`…`p{n-1}` in one transaction; then, in another, `p0` as version 2,
+/// and `q0` created and updated in the same batch.
+async fn load(store: &dyn Store, n: usize) {
+    let writes: Vec<_> = (0..n)
+        .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
+        .collect();
+    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+    tx.write_many(writes).await.expect("write_many");
+    tx.commit().await.expect("commit");
+    let one_token = IndexEntries {
+        tokens: index(0).tokens[..1].to_vec(),
+        ..Default::default()
+    };
+    let writes = vec![
+        put("Patient", "p0", 2, 2_000).with_index(one_token.clone()),
+        put("Patient", "q0", 1, 2_000).with_index(index(7)),
+        put("Patient", "q0", 2, 2_000).with_index(one_token),
+    ];
+    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+    tx.write_many(writes).await.expect("write_many");
+    tx.commit().await.expect("commit");
+}
+
+async fn check(h: &Harness, store: &dyn Store, n: usize) {
+    assert_eq!(h.index_counts("Patient", "p0").await, [0, 1, 0, 0, 0, 0, 0]);
+    assert_eq!(h.index_counts("Patient", "q0").await, [0, 1, 0, 0, 0, 0, 0]);
+    for i in [1, n / 2, n - 1] {
+        assert_eq!(
+            h.index_counts("Patient", &format!("p{i}")).await,
+            [1, 3, 0, 0, 0, 0, 0],
+            "p{i}"
+        );
+    }
+    let p0 = store
+        .read("Patient", "p0")
+        .await
+        .expect("read")
+        .expect("p0");
+    assert_eq!(p0.version_id, 2);
+}
+
+/// Names of the indexes of the SQLite index tables.
+fn sqlite_indexes(h: &Harness) -> Option<Vec<String>> {
+    let path = h.sqlite_file()?;
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name LIKE 'idx_%' \
+             ORDER BY name",
+        )
+        .expect("prepare");
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .expect("rows");
+    Some(names)
+}
+
+async fn write_many_batches_index_rows(h: Harness) {
+    load(h.store.as_ref(), 300).await;
+    check(&h, h.store.as_ref(), 300).await;
+}
+
+async fn bulk_load_with_deferred_indexes(h: Harness) {
+    let before = sqlite_indexes(&h);
+    let store = h.store.as_ref();
+    store
+        .begin_bulk_load(BulkLoad {
+            input_bytes: 1,
+            defer_indexes: Some(true),
+        })
+        .await
+        .expect("begin bulk load");
+    if let Some(during) = sqlite_indexes(&h) {
+        assert!(during.contains(&"idx_token_res".to_owned()), "{during:?}");
+        assert!(!during.contains(&"idx_token_val".to_owned()), "{during:?}");
+    }
+    load(store, 200).await;
+    store.end_bulk_load().await.expect("end bulk load");
+    check(&h, store, 200).await;
+    assert_eq!(sqlite_indexes(&h), before);
+}
+
+async fn an_interrupted_bulk_load_is_finished_on_opening(h: Harness) {
+    let before = sqlite_indexes(&h);
+    h.store
+        .begin_bulk_load(BulkLoad {
+            input_bytes: 1,
+            defer_indexes: Some(true),
+        })
+        .await
+        .expect("begin bulk load");
+    load(h.store.as_ref(), 100).await;
+    // No end_bulk_load: as if the import had been killed.
+    let reopened = h.reopen().await;
+    assert_eq!(sqlite_indexes(&h), before);
+    check(&h, reopened.as_ref(), 100).await;
+}
+
+store_tests!(
+    write_many_batches_index_rows,
+    bulk_load_with_deferred_indexes,
+    an_interrupted_bulk_load_is_finished_on_opening,
+);
