@@ -170,9 +170,14 @@ static COMPILED: LazyLock<HashMap<&'static str, OnceLock<Vec<CompiledParam>>>> =
             .collect()
     });
 
+/// Parameters whose values every stored version carries outside the index (its id and
+/// `meta.lastUpdated`): searches read those directly, so they are not extracted.
+pub const NOT_EXTRACTED: [&str; 2] = ["_id", "_lastUpdated"];
+
 /// The R4 parameters of `resource_type` that can be extracted, compiled once and kept for
 /// the life of the process (empty for an unknown type). A parameter whose expression does
-/// not parse is left out (the tests list every such parameter; today there is none).
+/// not parse is left out (the tests list every such parameter; today there is none), and so
+/// are [`NOT_EXTRACTED`].
 pub fn compiled_params(resource_type: &str) -> &'static [CompiledParam] {
     let Some(cell) = COMPILED.get(resource_type) else {
         return &[];
@@ -180,9 +185,18 @@ pub fn compiled_params(resource_type: &str) -> &'static [CompiledParam] {
     cell.get_or_init(|| {
         search_param::for_type(resource_type)
             .into_iter()
+            .filter(|def| !NOT_EXTRACTED.contains(&def.code.as_str()))
             .filter_map(|def| CompiledParam::compile(def, resource_type).ok().flatten())
             .collect()
     })
+}
+
+/// A decimal search value (`100`, `1.50`, `-2e3`) and the range `[low, high]` its written
+/// precision implies, exactly as extraction computes it for stored numbers. `None` when the
+/// text is not a JSON number or is not finite.
+pub fn precision_range(text: &str) -> Option<(f64, f64, f64)> {
+    let number: serde_json::Number = text.parse().ok()?;
+    convert::number_range(&number)
 }
 
 /// The index entries of `resource` (a resource of type `resource_type`) for every R4 search

@@ -15,6 +15,7 @@ use crate::prefer::Preferences;
 use crate::request::{FhirRequest, Method};
 use crate::response::FhirResponse;
 use crate::route::{self, Interaction};
+use crate::search_params::{Registry, SearchParams};
 
 /// The FHIR API over one store. Cheap to clone.
 #[derive(Clone)]
@@ -25,13 +26,18 @@ pub struct FhirServer {
 struct Inner {
     store: Arc<dyn Store>,
     config: ServerConfig,
+    search_params: Registry,
 }
 
 impl FhirServer {
     /// A server answering from `store`.
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         FhirServer {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                search_params: Registry::new(&config.base_url),
+                config,
+            }),
         }
     }
 
@@ -48,6 +54,28 @@ impl FhirServer {
     /// `{base}/{relative}`.
     pub fn url(&self, relative: &str) -> String {
         self.inner.config.url(relative)
+    }
+
+    /// The search parameters in force: R4 plus the active custom ones (reloaded when the
+    /// snapshot is older than [`crate::search_params::REFRESH_AFTER`]).
+    pub async fn search_params(&self) -> ApiResult<Arc<SearchParams>> {
+        self.inner.search_params.get(self.store()).await
+    }
+
+    /// Loads the custom search parameters now (at start, so that a bad database shows early).
+    pub async fn load_search_params(&self) -> ApiResult<Arc<SearchParams>> {
+        self.inner.search_params.reload(self.store()).await
+    }
+
+    /// Marks the custom search parameter `url` as indexed for every stored resource: the
+    /// hook `$reindex` calls once it has re-extracted ([`crate::repository::reindex`]) every
+    /// resource of the parameter's types. Searches on it stop warning. `false` when no
+    /// active custom parameter has that url.
+    pub async fn mark_search_param_indexed(&self, url: &str) -> ApiResult<bool> {
+        self.inner
+            .search_params
+            .mark_indexed(self.store(), url)
+            .await
     }
 
     /// Answers one request: the complete response, formatted as the request asked, errors
@@ -79,7 +107,16 @@ impl FhirServer {
         Box::pin(async move {
             let prefs = Preferences::parse(request.headers.prefer.as_deref());
             let interaction = route::route(request)?;
-            self.run(request, prefs, interaction).await
+            let writes_search_parameters = writes_search_parameters(request, &interaction);
+            let response = self.run(request, prefs, interaction).await?;
+            if writes_search_parameters
+                && response.status < 300
+                && let Err(e) = self.inner.search_params.changed(self.store()).await
+            {
+                // The write stands; the next refresh picks the change up.
+                tracing::warn!(error = %e.message(), "reloading search parameters failed");
+            }
+            Ok(response)
         })
     }
 
@@ -96,7 +133,7 @@ impl FhirServer {
             prefs,
         };
         match interaction {
-            I::Capabilities => interactions::capabilities::capability_statement(&ctx),
+            I::Capabilities => interactions::capabilities::capability_statement(&ctx).await,
             I::BatchOrTransaction => bundle::process(&ctx).await,
             I::SearchSystem => interactions::search::search(&ctx, None).await,
             I::SearchType { resource_type } => {
@@ -142,6 +179,26 @@ impl std::fmt::Debug for FhirServer {
         f.debug_struct("FhirServer")
             .field("base_url", &self.inner.config.base_url)
             .finish()
+    }
+}
+
+/// True when `request` may create, change or delete `SearchParameter` resources (then the
+/// search parameters are reloaded after it succeeds).
+fn writes_search_parameters(request: &FhirRequest, interaction: &Interaction) -> bool {
+    use Interaction as I;
+    match interaction {
+        I::Create { resource_type }
+        | I::Update { resource_type, .. }
+        | I::ConditionalUpdate { resource_type }
+        | I::Patch { resource_type, .. }
+        | I::ConditionalPatch { resource_type }
+        | I::Delete { resource_type, .. }
+        | I::ConditionalDelete { resource_type } => resource_type == "SearchParameter",
+        I::BatchOrTransaction => request
+            .body
+            .windows(b"SearchParameter".len())
+            .any(|w| w == b"SearchParameter"),
+        _ => false,
     }
 }
 

@@ -9,11 +9,13 @@
 mod cursor;
 mod error;
 pub mod postgres;
+mod query;
 mod sql;
 pub mod sqlite;
 mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use query::*;
 pub use types::*;
 
 use std::sync::Arc;
@@ -79,6 +81,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of current, not deleted resources matching `query`.
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage>;
+
+    /// The custom search parameters marked as indexed for all stored resources.
+    async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>>;
+
+    /// Records that every stored resource has index entries for the custom search parameter
+    /// `param.url` as defined by `param.fingerprint` (replacing an earlier mark), or removes
+    /// the mark when `param.fingerprint` is empty.
+    async fn mark_param_indexed(&self, param: &IndexedParam) -> StoreResult<()>;
 }
 
 /// How isolated a write transaction is from concurrent ones.
@@ -138,6 +148,17 @@ pub trait StoreTx: Send {
         }
         Ok(())
     }
+
+    /// Replaces the search index entries of the current version of `resource_type/id` with
+    /// `index`, without a new version (for `$reindex`). Returns `false`, changing nothing,
+    /// when the current version is not `version_id` or is a deletion.
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        index: IndexEntries,
+    ) -> StoreResult<bool>;
 
     /// Makes every write of this transaction durable and visible, or none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -26,6 +26,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_count: args.max_count.max(1),
     };
     let server = FhirServer::new(store.clone(), config);
+    let search_params = server
+        .load_search_params()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading search parameters: {}", e.message()))?;
+    tracing::info!(
+        custom = search_params.custom().len(),
+        "search parameters loaded"
+    );
     tracing::info!(
         backend = store.backend_name(),
         listen = %local,

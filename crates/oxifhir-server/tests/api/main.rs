@@ -8,3 +8,5 @@ mod bundle;
 mod crud;
 mod input;
 mod search_history;
+mod search_paging;
+mod search_params;

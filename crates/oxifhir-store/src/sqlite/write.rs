@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{is_unique_violation, map_err};
 use crate::sql::INDEX_TABLES;
-use crate::{IndexEntries, StoreError, StoreResult, VersionWrite};
+use crate::{IndexEntries, StoreError, StoreResult, VersionWrite, WriteMethod};
 
 fn conflict(write: &VersionWrite, found: Option<i64>) -> StoreError {
     StoreError::VersionConflict {
@@ -82,19 +82,52 @@ pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> 
         ))
         .map_err(keyed(write))?;
     if write.previous_version.is_some() {
-        for table in INDEX_TABLES {
-            conn.prepare_cached(&format!(
-                "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2"
-            ))
-            .map_err(map_err)?
-            .execute((&write.resource_type, &write.id))
-            .map_err(map_err)?;
-        }
+        delete_index(conn, &write.resource_type, &write.id)?;
     }
-    if !write.method.eq(&crate::WriteMethod::Delete) {
+    if write.method != WriteMethod::Delete {
         insert_index(conn, &write.resource_type, &write.id, &write.index)?;
     }
     Ok(())
+}
+
+/// Deletes the index rows of one resource.
+fn delete_index(conn: &Connection, t: &str, id: &str) -> StoreResult<()> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2"
+        ))
+        .map_err(map_err)?
+        .execute((t, id))
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Replaces the index rows of the current version of a resource (see
+/// [`crate::StoreTx::replace_index`]).
+pub(super) fn replace_index(
+    conn: &Connection,
+    t: &str,
+    id: &str,
+    version_id: i64,
+    index: &IndexEntries,
+) -> StoreResult<bool> {
+    let current: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT version_id, method FROM resources WHERE resource_type = ?1 AND id = ?2",
+        )
+        .map_err(map_err)?
+        .query_row((t, id), |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(map_err)?;
+    match current {
+        Some((current, method))
+            if current == version_id && method != WriteMethod::Delete.code() => {}
+        _ => return Ok(false),
+    }
+    delete_index(conn, t, id)?;
+    insert_index(conn, t, id, index)?;
+    Ok(true)
 }
 
 /// Inserts the index rows of one resource.

@@ -29,3 +29,4 @@ mod bench;
 mod crud;
 mod history;
 mod search;
+mod search_index;
