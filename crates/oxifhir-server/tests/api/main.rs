@@ -6,6 +6,7 @@ mod support;
 
 mod bundle;
 mod crud;
+mod custom_params;
 mod input;
 mod search_history;
 mod search_paging;

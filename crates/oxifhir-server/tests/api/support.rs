@@ -11,6 +11,10 @@ use serde_json::Value;
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
+    /// The server behind `base` (for hooks that have no HTTP interface yet).
+    pub server: FhirServer,
+    /// Its store.
+    pub store: Arc<dyn oxifhir_store::Store>,
     cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -89,7 +93,7 @@ impl TestServer {
             max_body_bytes: 1024 * 1024,
             ..Default::default()
         };
-        let server = FhirServer::new(Arc::clone(&store), server_config);
+        let server = FhirServer::new(Arc::clone(&store), server_config.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = http::router(server.clone());
         tokio::spawn(async move {
@@ -105,10 +109,18 @@ impl TestServer {
         TestServer {
             base,
             client,
+            server,
+            store,
             cleanup: None,
             shutdown: Some(tx),
             _dir: None,
         }
+    }
+
+    /// A new server on the same store, as after a restart: nothing but the database is
+    /// shared with this one.
+    pub fn restarted(&self) -> FhirServer {
+        FhirServer::new(Arc::clone(&self.store), self.server.config().clone())
     }
 
     /// Stops the server and drops the PostgreSQL schema.
