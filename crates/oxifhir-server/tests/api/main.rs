@@ -8,6 +8,7 @@ mod bundle;
 mod crud;
 mod custom_params;
 mod input;
+mod search_composite;
 mod search_history;
 mod search_paging;
 mod search_params;

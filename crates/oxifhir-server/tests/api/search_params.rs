@@ -296,6 +296,9 @@ fhir_test! {
                 let value = match p["type"].as_str().unwrap() {
                     "date" => "ge2000-01-01",
                     "number" | "quantity" => "gt1",
+                    // Every second component accepts `ge2000`: as a date, number, quantity,
+                    // token, string, uri or reference id.
+                    "composite" => "x$ge2000",
                     _ => "x",
                 };
                 let r = s.send("GET", &format!("{t}?{name}={value}"), &[("prefer", "handling=strict")], None).await;

@@ -3,9 +3,10 @@
 //! (`subject:Patient.name=x`) and a reverse chain (`_has:Observation:subject:code=x`).
 //! Repeated parameters are separate conditions, all of which must hold.
 
+use oxifhir_model::index::composite::{self, KeySystem};
 use oxifhir_model::resource_type;
-use oxifhir_model::search_param::SearchParamType;
-use oxifhir_store::{Condition, DateTest, EntryTest, Prefix};
+use oxifhir_model::search_param::{SearchParamDef, SearchParamType};
+use oxifhir_store::{Condition, DateTest, EntryTest, Prefix, TokenSystem, TokenTest, UriTest};
 
 use super::parse::Parser;
 use super::table::{self, is_resource_column};
@@ -169,6 +170,16 @@ impl<'a> Parser<'a> {
         }
         let (code, kind) = (param.def.code.clone(), param.def.kind);
         let targets = param.def.target.clone();
+        if kind == SearchParamType::Composite {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(name, m));
+            }
+            let conditions = values
+                .iter()
+                .map(|v| self.composite(param.def, v))
+                .collect::<ApiResult<Vec<_>>>()?;
+            return Ok(one_or_any(conditions));
+        }
         if modifier == Some("missing") {
             let table =
                 table::table_of(param.def).ok_or_else(|| unsupported_modifier(name, "missing"))?;
@@ -263,7 +274,7 @@ impl<'a> Parser<'a> {
                     .collect(),
                 Some(m) => return Err(unsupported_modifier(name, m)),
             },
-            SearchParamType::Composite | SearchParamType::Special => {
+            SearchParamType::Special | SearchParamType::Composite => {
                 return Ok(Built::Unknown(format!(
                     "Search parameter '{}' is not supported by this server",
                     truncate(name, 64)
@@ -281,6 +292,49 @@ impl<'a> Parser<'a> {
                 tests,
             }
         }))
+    }
+
+    /// One composite value `token$value`: the second component's test on the entries keyed
+    /// by the first component's token ([`composite::key`]).
+    fn composite(&self, def: &SearchParamDef, value: &str) -> ApiResult<Condition> {
+        let name = def.code.as_str();
+        let bad = |what: &str| {
+            ApiError::bad_request(format!(
+                "Invalid value '{}' for composite parameter '{name}': {what}",
+                truncate(value, 80)
+            ))
+            .at(name.to_string())
+        };
+        let Some([_, second]) = composite::parts(def) else {
+            return Err(bad("this composite is not supported"));
+        };
+        let [first_text, second_text] = split_unescaped(value, '$')[..] else {
+            return Err(bad("a composite value is token$value"));
+        };
+        let key = match values::token(name, first_text, None)? {
+            EntryTest::Token(TokenTest::Code { system, code }) => match system {
+                TokenSystem::Any => composite::key(name, KeySystem::Any, &code),
+                TokenSystem::None => composite::key(name, KeySystem::None, &code),
+                TokenSystem::Is(s) => composite::key(name, KeySystem::Is(&s), &code),
+            },
+            _ => return Err(bad("the first part needs a code")),
+        };
+        let test = match second {
+            SearchParamType::Token => values::token(name, second_text, None)?,
+            SearchParamType::String => values::string(second_text, None),
+            SearchParamType::Date => EntryTest::Date(values::date(name, second_text)?),
+            SearchParamType::Number => EntryTest::Number(values::number(name, second_text)?),
+            SearchParamType::Quantity => EntryTest::Quantity(values::quantity(name, second_text)?),
+            SearchParamType::Uri => EntryTest::Uri(UriTest::Is(values::unescape(second_text))),
+            SearchParamType::Reference => values::reference(self.config, name, second_text, &[])?,
+            SearchParamType::Composite | SearchParamType::Special => {
+                return Err(bad("this composite is not supported"));
+            }
+        };
+        Ok(Condition::Match {
+            param: key,
+            tests: vec![test],
+        })
     }
 
     /// A chained parameter `head.tail` (`subject:Patient.name:exact`), one level deep.

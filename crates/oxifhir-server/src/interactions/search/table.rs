@@ -1,7 +1,7 @@
 //! Which search parameters searches honour: one answer for the parser and the
 //! CapabilityStatement, so the statement lists exactly the parameters that work.
 
-use oxifhir_model::index;
+use oxifhir_model::index::{self, composite};
 use oxifhir_model::search_param::{self, SearchParamDef, SearchParamType};
 use oxifhir_store::IndexTable;
 
@@ -12,7 +12,8 @@ pub fn is_resource_column(code: &str) -> bool {
     index::NOT_EXTRACTED.contains(&code)
 }
 
-/// The index table a parameter's values live in; `None` for composite and special parameters.
+/// The index table a parameter's values live in (for a composite, its second component's);
+/// `None` for special parameters and composites of a shape that is not supported.
 pub fn table_of(def: &SearchParamDef) -> Option<IndexTable> {
     Some(match def.kind {
         SearchParamType::String => IndexTable::String,
@@ -22,7 +23,14 @@ pub fn table_of(def: &SearchParamDef) -> Option<IndexTable> {
         SearchParamType::Number => IndexTable::Number,
         SearchParamType::Quantity => IndexTable::Quantity,
         SearchParamType::Uri => IndexTable::Uri,
-        SearchParamType::Composite | SearchParamType::Special => return None,
+        SearchParamType::Composite => {
+            let [_, second] = composite::parts(def)?;
+            return table_of(&SearchParamDef {
+                kind: second,
+                ..def.clone()
+            });
+        }
+        SearchParamType::Special => return None,
     })
 }
 

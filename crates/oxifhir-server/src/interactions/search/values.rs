@@ -3,7 +3,7 @@
 //! prepared exactly as extraction prepared the entries.
 
 use oxifhir_model::index::{normalize, precision_range};
-use oxifhir_model::{DateRange, Instant, fhirpath, id, resource_type};
+use oxifhir_model::{DateRange, Instant, fhirpath, id, resource_type, ucum};
 use oxifhir_store::{
     DateTest, EntryTest, NumberTest, Prefix, QuantityTest, ReferenceTest, StringTest, TokenSystem,
     TokenTest, UriTest,
@@ -124,8 +124,23 @@ pub fn number(param: &str, value: &str) -> ApiResult<NumberTest> {
 }
 
 /// A quantity value: `[prefix]number[|system|code]`; with an empty system the code may match
-/// the unit too.
+/// the unit too. A UCUM unit that converts to a canonical one ([`oxifhir_model::ucum`]) is
+/// searched in the canonical unit, in which extraction stores such quantities too.
 pub fn quantity(param: &str, value: &str) -> ApiResult<QuantityTest> {
+    let mut test = quantity_as_written(param, value)?;
+    if test.system.as_deref() == Some(ucum::SYSTEM)
+        && let Some(conversion) = test.code.as_deref().and_then(ucum::conversion)
+    {
+        let n = &mut test.number;
+        n.value = conversion.apply(n.value);
+        n.low = conversion.apply(n.low);
+        n.high = conversion.apply(n.high);
+        test.code = Some(conversion.canonical.to_string());
+    }
+    Ok(test)
+}
+
+fn quantity_as_written(param: &str, value: &str) -> ApiResult<QuantityTest> {
     let parts = split_unescaped(value, '|');
     let (number_text, system, code) = match parts.as_slice() {
         [n] => (*n, None, None),
@@ -339,10 +354,16 @@ mod tests {
         for bad in ["", "abc", "1,5", "0x10", "1.2.3", "NaN"] {
             assert!(number("length", bad).is_err(), "{bad}");
         }
-        let q = quantity("value-quantity", "le5.4|http://unitsofmeasure.org|mg").unwrap();
+        let q = quantity("value-quantity", "le5400|http://unitsofmeasure.org|mg").unwrap();
         assert_eq!(q.number.prefix, Prefix::Le);
         assert_eq!(q.system.as_deref(), Some("http://unitsofmeasure.org"));
-        assert_eq!(q.code.as_deref(), Some("mg"));
+        assert_eq!(q.code.as_deref(), Some("g"), "in the canonical unit");
+        assert_eq!(
+            (q.number.value, q.number.low, q.number.high),
+            (5.4, 5.3995, 5.4005)
+        );
+        let q = quantity("value-quantity", "5.4|http://unitsofmeasure.org|mm[Hg]").unwrap();
+        assert_eq!((q.number.value, q.code.as_deref()), (5.4, Some("mm[Hg]")));
         let q = quantity("value-quantity", "5.4||mg").unwrap();
         assert_eq!((q.system, q.code.as_deref()), (None, Some("mg")));
         assert!(quantity("value-quantity", "5|mg").is_err());
