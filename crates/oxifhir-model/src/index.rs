@@ -5,8 +5,9 @@
 //! range, `1.50` the number range `[1.495, 1.505]`, ...). See `convert.rs` for the rules.
 //!
 //! The expressions are parsed once per resource type, on the first resource of that type.
-//! Composite and special parameters are not extracted yet.
+//! Composites are extracted as `composite.rs` describes; special parameters are not.
 
+pub mod composite;
 mod convert;
 #[cfg(test)]
 mod r4_tests;
@@ -131,23 +132,35 @@ pub struct CompiledParam {
     pub code: String,
     pub kind: SearchParamType,
     pub expression: Expression,
+    /// For a composite: the type and parsed expression (relative to each value of
+    /// `expression`) of its two components; empty otherwise.
+    pub components: Vec<(SearchParamType, Expression)>,
 }
 
 impl CompiledParam {
     /// Compiles `def` for `resource_type` ([`SearchParamDef::expression_for`]). `Ok(None)`
-    /// when there is nothing to extract: no expression for the type, or a composite or
-    /// special parameter (not indexed yet). `Err` when the expression is outside the FHIRPath
-    /// subset that [`crate::fhirpath`] supports.
+    /// when there is nothing to extract: no expression for the type, a special parameter, or
+    /// a composite of another shape than [`composite::parts`] supports. `Err` when an
+    /// expression is outside the FHIRPath subset that [`crate::fhirpath`] supports.
     pub fn compile(
         def: &SearchParamDef,
         resource_type: &str,
     ) -> Result<Option<CompiledParam>, ParseError> {
-        if matches!(
-            def.kind,
-            SearchParamType::Composite | SearchParamType::Special
-        ) {
+        if def.kind == SearchParamType::Special {
             return Ok(None);
         }
+        let components = if def.kind == SearchParamType::Composite {
+            let Some(kinds) = composite::parts(def) else {
+                return Ok(None);
+            };
+            let mut components = Vec::with_capacity(2);
+            for (kind, component) in kinds.into_iter().zip(&def.components) {
+                components.push((kind, Expression::parse(&component.expression)?));
+            }
+            components
+        } else {
+            Vec::new()
+        };
         let Some(text) = def.expression_for(resource_type) else {
             return Ok(None);
         };
@@ -155,6 +168,7 @@ impl CompiledParam {
             code: def.code.clone(),
             kind: def.kind,
             expression: Expression::parse(&text)?,
+            components,
         }))
     }
 }
@@ -170,9 +184,14 @@ static COMPILED: LazyLock<HashMap<&'static str, OnceLock<Vec<CompiledParam>>>> =
             .collect()
     });
 
+/// Parameters whose values every stored version carries outside the index (its id and
+/// `meta.lastUpdated`): searches read those directly, so they are not extracted.
+pub const NOT_EXTRACTED: [&str; 2] = ["_id", "_lastUpdated"];
+
 /// The R4 parameters of `resource_type` that can be extracted, compiled once and kept for
 /// the life of the process (empty for an unknown type). A parameter whose expression does
-/// not parse is left out (the tests list every such parameter; today there is none).
+/// not parse is left out (the tests list every such parameter; today there is none), and so
+/// are [`NOT_EXTRACTED`].
 pub fn compiled_params(resource_type: &str) -> &'static [CompiledParam] {
     let Some(cell) = COMPILED.get(resource_type) else {
         return &[];
@@ -180,9 +199,18 @@ pub fn compiled_params(resource_type: &str) -> &'static [CompiledParam] {
     cell.get_or_init(|| {
         search_param::for_type(resource_type)
             .into_iter()
+            .filter(|def| !NOT_EXTRACTED.contains(&def.code.as_str()))
             .filter_map(|def| CompiledParam::compile(def, resource_type).ok().flatten())
             .collect()
     })
+}
+
+/// A decimal search value (`100`, `1.50`, `-2e3`) and the range `[low, high]` its written
+/// precision implies, exactly as extraction computes it for stored numbers. `None` when the
+/// text is not a JSON number or is not finite.
+pub fn precision_range(text: &str) -> Option<(f64, f64, f64)> {
+    let number: serde_json::Number = text.parse().ok()?;
+    convert::number_range(&number)
 }
 
 /// The index entries of `resource` (a resource of type `resource_type`) for every R4 search
@@ -200,7 +228,11 @@ pub fn extract_into(params: &[CompiledParam], resource: &Value, out: &mut IndexE
     for param in params {
         let marks = convert::Marks::of(out);
         for item in param.expression.evaluate_on(&subject) {
-            convert::add(param, item, out);
+            if param.components.is_empty() {
+                convert::add(param, item, out);
+            } else {
+                composite::add(param, &subject, item, out);
+            }
         }
         marks.dedupe(out);
     }

@@ -16,6 +16,7 @@ pub mod json;
 pub mod outcome;
 pub mod resource_type;
 pub mod search_param;
+pub mod ucum;
 pub mod validation;
 
 pub use datetime::{DateRange, Instant};

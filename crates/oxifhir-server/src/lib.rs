@@ -21,6 +21,7 @@ pub mod repository;
 pub mod request;
 pub mod response;
 pub mod route;
+pub mod search_params;
 pub mod server;
 
 pub use auth::{AuthMode, Principal};

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ErrorKind};
 use crate::route::truncate;
+use crate::search_params::SearchParams;
 
 /// Why a transaction body stopped: a client-facing error, or a store error that may be
 /// retryable.
@@ -131,6 +132,7 @@ pub fn resource_from_value(
     }
     crate::route::known_type(resource_type)?;
     crate::server::reject_client_writes(resource_type)?;
+    let is_search_parameter = resource_type == "SearchParameter";
     if let Some(id) = map.get("id")
         && !id.as_str().is_some_and(oxifhir_model::id::is_valid)
     {
@@ -148,6 +150,9 @@ pub fn resource_from_value(
             .collect();
         return Err(ApiError::with_issues(ErrorKind::BadRequest, issues));
     }
+    if is_search_parameter {
+        crate::search_params::validate(&value)?;
+    }
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::internal(
@@ -156,15 +161,43 @@ pub fn resource_from_value(
     }
 }
 
-/// Search index entries of a resource: the values of every R4 search parameter of its type
-/// ([`oxifhir_model::index::extract`]).
+/// Search index entries of a resource for the R4 search parameters of its type
+/// ([`oxifhir_model::index::extract`]); [`SearchParams::index`] adds the custom ones.
 pub fn index_entries(resource_type: &str, resource: &Value) -> IndexEntries {
     oxifhir_model::index::extract(resource_type, resource)
 }
 
+/// Re-extracts the index entries of a stored version with the parameters in force and
+/// replaces its index rows, without a new version (what `$reindex` does to each resource).
+/// Returns the number of entries, or `None` when the version is no longer current (or is a
+/// deletion) and nothing changed.
+pub async fn reindex(
+    tx: &mut dyn StoreTx,
+    params: &SearchParams,
+    version: &ResourceVersion,
+) -> Result<Option<usize>, TxFailure> {
+    if version.is_deleted() {
+        return Ok(None);
+    }
+    let value = json::parse(&version.body).map_err(ApiError::internal)?;
+    let entries = params.index(&version.resource_type, &value);
+    let count = entries.len();
+    let replaced = tx
+        .replace_index(
+            &version.resource_type,
+            &version.id,
+            version.version_id,
+            entries,
+        )
+        .await?;
+    Ok(replaced.then_some(count))
+}
+
 /// The write that stores `resource` as the version of `resource_type/id` after `previous`
-/// (`None`: the first version), with `id` and `meta` set, and the version it creates.
+/// (`None`: the first version), with `id` and `meta` set and index entries for `params`,
+/// and the version it creates.
 pub fn next_version(
+    params: &SearchParams,
     resource_type: &str,
     id: &str,
     mut resource: Map<String, Value>,
@@ -176,7 +209,7 @@ pub fn next_version(
         Instant::now().max(previous.map_or(Instant::from_millis(0), |p| p.last_updated));
     json::stamp(&mut resource, id, version_id, last_updated);
     let value = Value::Object(resource);
-    let index = index_entries(resource_type, &value);
+    let index = params.index(resource_type, &value);
     let body = json::to_bytes(&value);
     let version = ResourceVersion {
         resource_type: resource_type.to_string(),
@@ -203,13 +236,14 @@ pub fn next_version(
 /// first version), setting `id` and `meta`.
 pub async fn write_version(
     tx: &mut dyn StoreTx,
+    params: &SearchParams,
     resource_type: &str,
     id: &str,
     resource: Map<String, Value>,
     previous: Option<&ResourceVersion>,
     method: WriteMethod,
 ) -> Result<ResourceVersion, TxFailure> {
-    let (write, version) = next_version(resource_type, id, resource, previous, method);
+    let (write, version) = next_version(params, resource_type, id, resource, previous, method);
     tx.write(write).await?;
     Ok(version)
 }
@@ -217,11 +251,19 @@ pub async fn write_version(
 /// Creates `resource_type/id` as a write of its own (group-committed where the store can).
 pub async fn create_alone(
     store: &dyn Store,
+    params: &SearchParams,
     resource_type: &str,
     id: &str,
     resource: Map<String, Value>,
 ) -> Result<ResourceVersion, ApiError> {
-    let (write, version) = next_version(resource_type, id, resource, None, WriteMethod::Create);
+    let (write, version) = next_version(
+        params,
+        resource_type,
+        id,
+        resource,
+        None,
+        WriteMethod::Create,
+    );
     store.write_alone(write).await?;
     Ok(version)
 }
@@ -230,6 +272,7 @@ pub async fn create_alone(
 /// current version outside any transaction and retrying when another write got in first.
 pub async fn update_alone(
     store: &dyn Store,
+    params: &SearchParams,
     resource_type: &str,
     id: &str,
     resource: Map<String, Value>,
@@ -242,6 +285,7 @@ pub async fn update_alone(
         check_if_match(resource_type, id, current.as_ref(), if_match)?;
         let created = current.as_ref().is_none_or(ResourceVersion::is_deleted);
         let (write, version) = next_version(
+            params,
             resource_type,
             id,
             resource.clone(),
@@ -295,6 +339,7 @@ pub struct Updated {
 /// Update (or create-on-update) `resource_type/id`, honouring `If-Match` (`412` on mismatch).
 pub async fn update(
     tx: &mut dyn StoreTx,
+    params: &SearchParams,
     resource_type: &str,
     id: &str,
     resource: Map<String, Value>,
@@ -305,6 +350,7 @@ pub async fn update(
     let created = current.as_ref().is_none_or(ResourceVersion::is_deleted);
     let version = write_version(
         tx,
+        params,
         resource_type,
         id,
         resource,

@@ -19,6 +19,7 @@ use crate::prefer::Preferences;
 use crate::request::{FhirRequest, Method};
 use crate::response::FhirResponse;
 use crate::route::{self, Interaction};
+use crate::search_params::{Registry, SearchParams};
 
 /// The FHIR API over one store. Cheap to clone.
 #[derive(Clone)]
@@ -33,6 +34,7 @@ struct Inner {
     auth: AuthMode,
     /// The store of export files, or why it cannot be used.
     export_files: Result<ExportFiles, String>,
+    search_params: Registry,
 }
 
 impl FhirServer {
@@ -41,6 +43,7 @@ impl FhirServer {
         FhirServer {
             inner: Arc::new(Inner {
                 export_files: ExportFiles::open(&config.export.location),
+                search_params: Registry::new(&config.base_url),
                 store,
                 config,
                 polls: PollTracker::default(),
@@ -58,6 +61,7 @@ impl FhirServer {
                 polls: PollTracker::default(),
                 auth,
                 export_files: ExportFiles::open(&self.inner.config.export.location),
+                search_params: Registry::new(&self.inner.config.base_url),
             }),
         }
     }
@@ -121,6 +125,28 @@ impl FhirServer {
         self.inner.config.url(relative)
     }
 
+    /// The search parameters in force: R4 plus the active custom ones (reloaded when the
+    /// snapshot is older than [`crate::search_params::REFRESH_AFTER`]).
+    pub async fn search_params(&self) -> ApiResult<Arc<SearchParams>> {
+        self.inner.search_params.get(self.store()).await
+    }
+
+    /// Loads the custom search parameters now (at start, so that a bad database shows early).
+    pub async fn load_search_params(&self) -> ApiResult<Arc<SearchParams>> {
+        self.inner.search_params.reload(self.store()).await
+    }
+
+    /// Marks the custom search parameter `url` as indexed for every stored resource: the
+    /// hook `$reindex` calls once it has re-extracted ([`crate::repository::reindex`]) every
+    /// resource of the parameter's types. Searches on it stop warning. `false` when no
+    /// active custom parameter has that url.
+    pub async fn mark_search_param_indexed(&self, url: &str) -> ApiResult<bool> {
+        self.inner
+            .search_params
+            .mark_indexed(self.store(), url)
+            .await
+    }
+
     /// Answers one request: the complete response, formatted as the request asked, errors
     /// included as `OperationOutcome`s. The same for every caller, so an asynchronous result
     /// equals the synchronous response.
@@ -156,7 +182,16 @@ impl FhirServer {
                 request,
                 &interaction,
             )?;
-            self.run(request, prefs, interaction).await
+            let writes_search_parameters = writes_search_parameters(request, &interaction);
+            let response = self.run(request, prefs, interaction).await?;
+            if writes_search_parameters
+                && response.status < 300
+                && let Err(e) = self.inner.search_params.changed(self.store()).await
+            {
+                // The write stands; the next refresh picks the change up.
+                tracing::warn!(error = %e.message(), "reloading search parameters failed");
+            }
+            Ok(response)
         })
     }
 
@@ -212,7 +247,7 @@ impl FhirServer {
                     "AsyncJob keeps no history; read it at AsyncJob/{id}",
                 ))
             }
-            I::Capabilities => interactions::capabilities::capability_statement(&ctx),
+            I::Capabilities => interactions::capabilities::capability_statement(&ctx).await,
             I::BatchOrTransaction => bundle::process(&ctx).await,
             I::SearchSystem => interactions::search::search(&ctx, None).await,
             I::SearchType { resource_type } => {
@@ -258,6 +293,26 @@ impl std::fmt::Debug for FhirServer {
         f.debug_struct("FhirServer")
             .field("base_url", &self.inner.config.base_url)
             .finish()
+    }
+}
+
+/// True when `request` may create, change or delete `SearchParameter` resources (then the
+/// search parameters are reloaded after it succeeds).
+fn writes_search_parameters(request: &FhirRequest, interaction: &Interaction) -> bool {
+    use Interaction as I;
+    match interaction {
+        I::Create { resource_type }
+        | I::Update { resource_type, .. }
+        | I::ConditionalUpdate { resource_type }
+        | I::Patch { resource_type, .. }
+        | I::ConditionalPatch { resource_type }
+        | I::Delete { resource_type, .. }
+        | I::ConditionalDelete { resource_type } => resource_type == "SearchParameter",
+        I::BatchOrTransaction => request
+            .body
+            .windows(b"SearchParameter".len())
+            .any(|w| w == b"SearchParameter"),
+        _ => false,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod export;
 pub mod expunge;
 pub mod jobs;
 pub mod postgres;
+mod query;
 mod sql;
 pub mod sqlite;
 mod types;
@@ -19,6 +20,7 @@ mod types;
 pub use error::{StoreError, StoreResult};
 pub use export::{ExportBatch, ExportFilter, ExportRow, ExportScan};
 pub use jobs::JobQueue;
+pub use query::*;
 pub use types::*;
 
 use std::sync::Arc;
@@ -121,6 +123,14 @@ pub trait Store: Send + Sync + 'static {
     /// How many live resources at or before the cut the scan keeps, not counting resources
     /// changed after the cut (for progress reports).
     async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64>;
+
+    /// The custom search parameters marked as indexed for all stored resources.
+    async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>>;
+
+    /// Records that every stored resource has index entries for the custom search parameter
+    /// `param.url` as defined by `param.fingerprint` (replacing an earlier mark), or removes
+    /// the mark when `param.fingerprint` is empty.
+    async fn mark_param_indexed(&self, param: &IndexedParam) -> StoreResult<()>;
 }
 
 /// What a bulk load ([`Store::begin_bulk_load`]) is about to write.
@@ -190,6 +200,17 @@ pub trait StoreTx: Send {
         }
         Ok(())
     }
+
+    /// Replaces the search index entries of the current version of `resource_type/id` with
+    /// `index`, without a new version (for `$reindex`). Returns `false`, changing nothing,
+    /// when the current version is not `version_id` or is a deletion.
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        index: IndexEntries,
+    ) -> StoreResult<bool>;
 
     /// Makes every write of this transaction durable and visible, or none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -76,61 +76,6 @@ pub struct VersionWrite {
     pub index: IndexEntries,
 }
 
-/// What a search selects: all given conditions hold (AND).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SearchQuery {
-    /// Types to search; empty means every type.
-    pub resource_types: Vec<String>,
-    pub conditions: Vec<Condition>,
-    /// Sort keys in order; the store always breaks ties by a stable internal order.
-    pub sort: Vec<SortKey>,
-    /// Page size.
-    pub count: usize,
-    /// Continue after this cursor (from [`SearchPage::next`]).
-    pub cursor: Option<String>,
-    /// Also compute the total number of matches.
-    pub with_total: bool,
-}
-
-/// One search condition over current, not deleted resources.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Condition {
-    /// The logical id is one of these.
-    IdIn(Vec<String>),
-    /// The logical id is none of these.
-    IdNotIn(Vec<String>),
-    /// `meta.lastUpdated` lies in `[from, to)` (milliseconds; open ends when `None`).
-    LastUpdated { from: Option<i64>, to: Option<i64> },
-    /// `meta.lastUpdated` lies outside `[from, to)`.
-    LastUpdatedNot { from: i64, to: i64 },
-    /// Any of the conditions holds.
-    Any(Vec<Condition>),
-}
-
-/// A sort key; `descending` reverses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SortKey {
-    pub field: SortField,
-    pub descending: bool,
-}
-
-/// Fields a search can be sorted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortField {
-    Id,
-    LastUpdated,
-}
-
-/// A page of search matches.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SearchPage {
-    pub resources: Vec<ResourceVersion>,
-    /// Cursor for the following page, if there are more matches.
-    pub next: Option<String>,
-    /// Number of matches in all pages, when asked for.
-    pub total: Option<u64>,
-}
-
 /// Which resources a history covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryScope {

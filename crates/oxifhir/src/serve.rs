@@ -53,6 +53,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let auth = auth_mode(&args, &config.base_url)?;
     let server = FhirServer::new(store.clone(), config).with_auth(auth.clone());
+    let search_params = server
+        .load_search_params()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading search parameters: {}", e.message()))?;
+    tracing::info!(
+        custom = search_params.custom().len(),
+        "search parameters loaded"
+    );
     let jobs = server
         .job_runtime(RuntimeConfig {
             workers: args.jobs.workers,
@@ -75,8 +83,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 backend = store.backend_name(),
                 listen = %local,
                 base_url = %base_url,
-            workers = args.jobs.workers,
-            export_store = %location,
+                workers = args.jobs.workers,
+                export_store = %location,
                 token_endpoint = smart.token_endpoint(),
                 clients = smart.client_count(),
                 "oxifhir is serving FHIR R4; authentication is ON (--auth smart): every request but GET /metadata needs a bearer token"

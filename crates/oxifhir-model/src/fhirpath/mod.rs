@@ -99,6 +99,17 @@ impl Expression {
         };
         eval::eval(&ctx, &self.expr, &[subject.root])
     }
+
+    /// Evaluates the expression with `item` (a node of `subject`) as its input, `%resource`
+    /// still being the resource: how a composite parameter's components are read relative to
+    /// each value of its own expression.
+    pub fn evaluate_at<'a>(&'a self, subject: &Subject<'a>, item: Item<'a>) -> Vec<Item<'a>> {
+        let ctx = eval::Ctx {
+            root: subject.root,
+            types: &types::TYPES,
+        };
+        eval::eval(&ctx, &self.expr, &[item])
+    }
 }
 
 /// A resource ready for evaluating expressions over it: its type is looked up once.

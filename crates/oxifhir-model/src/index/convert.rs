@@ -47,16 +47,27 @@ fn is_diacritic(c: char) -> bool {
 
 /// Adds the entries `item` gives for `param`.
 pub(super) fn add(param: &CompiledParam, item: Item<'_>, out: &mut IndexEntries) {
+    add_as(&param.code, param.kind, item, out);
+}
+
+/// Adds the entries `item` gives as values of a parameter of `kind` named `code`.
+pub(super) fn add_as(code: &str, kind: SearchParamType, item: Item<'_>, out: &mut IndexEntries) {
     let value = item.value();
     let ty = item.type_name();
-    let code = param.code.as_str();
-    match param.kind {
+    match kind {
         SearchParamType::String => strings(code, value, ty, &mut out.strings),
-        SearchParamType::Token => tokens(code, value, ty, &mut out.tokens),
+        SearchParamType::Token => {
+            tokens(code, value, ty, &mut out.tokens);
+            identifier_types(code, value, ty, &mut out.tokens);
+        }
         SearchParamType::Reference => references(code, value, ty, &mut out.references),
         SearchParamType::Date => dates(code, value, ty, &mut out.dates),
         SearchParamType::Number => numbers(code, value, ty, &mut out.numbers),
-        SearchParamType::Quantity => quantities(code, value, ty, &mut out.quantities),
+        SearchParamType::Quantity => {
+            let first = out.quantities.len();
+            quantities(code, value, ty, &mut out.quantities);
+            canonical_units(&mut out.quantities, first);
+        }
         SearchParamType::Uri => {
             if let Some(s) = non_empty(value) {
                 out.uris.push(UriEntry {
@@ -194,6 +205,69 @@ fn tokens(param: &str, value: &Value, ty: Option<&str>, out: &mut Vec<TokenEntry
                 .and_then(non_empty);
             push(field(map, "system"), field(map, "value"), text);
         }
+    }
+}
+
+/// `:of-type`: an `Identifier` with a `type` also gives, under `{param}:of-type`, one token
+/// per type coding whose code is `{type code}|{value}` in the coding's system.
+fn identifier_types(param: &str, value: &Value, ty: Option<&str>, out: &mut Vec<TokenEntry>) {
+    let Value::Object(map) = value else { return };
+    let identifier = ty == Some("Identifier")
+        || (ty.is_none() && map.contains_key("value") && map.contains_key("type"));
+    let Some(identifier_value) = field(map, "value").filter(|_| identifier) else {
+        return;
+    };
+    let codings = map
+        .get("type")
+        .and_then(|t| t.get("coding"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object);
+    for coding in codings {
+        if let Some(code) = field(coding, "code") {
+            out.push(TokenEntry {
+                param: format!("{param}:of-type"),
+                system: owned(field(coding, "system")),
+                code: Some(format!("{code}|{identifier_value}")),
+                text: None,
+            });
+        }
+    }
+}
+
+/// Adds, for each UCUM quantity from `first` on whose unit converts to another canonical
+/// unit ([`crate::ucum`]), the same quantity in the canonical unit (without a display unit).
+fn canonical_units(out: &mut Vec<QuantityEntry>, first: usize) {
+    for i in first..out.len() {
+        let entry = &out[i];
+        if entry.system.as_deref() != Some(crate::ucum::SYSTEM) {
+            continue;
+        }
+        let Some(conversion) = entry.code.as_deref().and_then(crate::ucum::conversion) else {
+            continue;
+        };
+        if entry.code.as_deref() == Some(conversion.canonical) {
+            continue;
+        }
+        // Open ends of a Range stay open.
+        let scale = |x: f64| {
+            if x == f64::MIN || x == f64::MAX {
+                x
+            } else {
+                conversion.apply(x)
+            }
+        };
+        let converted = QuantityEntry {
+            param: entry.param.clone(),
+            value: scale(entry.value),
+            low: scale(entry.low),
+            high: scale(entry.high),
+            system: entry.system.clone(),
+            code: Some(conversion.canonical.to_string()),
+            unit: None,
+        };
+        out.push(converted);
     }
 }
 

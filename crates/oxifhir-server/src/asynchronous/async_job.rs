@@ -124,8 +124,11 @@ pub async fn search(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
         config,
         "AsyncJob",
         &ctx.request.query,
-        current,
-        next.as_deref(),
+        crate::interactions::PageCursors {
+            current,
+            next: next.as_deref(),
+            previous: None,
+        },
     );
     let total = (current.is_none() && next.is_none()).then_some(jobs.len() as u64);
     let mut bundle = BundleWriter::new(

@@ -70,6 +70,7 @@ async fn validate(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<&'s
     let request = ctx.request;
     let config = ctx.server.config();
     let strict = ctx.prefs.handling == crate::prefer::Handling::Strict;
+    let params = ctx.server.search_params().await?;
     match interaction {
         I::Create { resource_type } | I::Update { resource_type, .. } => {
             crate::server::reject_client_writes(resource_type)?;
@@ -78,11 +79,11 @@ async fn validate(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<&'s
         I::ConditionalUpdate { resource_type } => {
             crate::server::reject_client_writes(resource_type)?;
             repository::parse_resource(&request.body, Some(resource_type))?;
-            search::parse(config, Some(resource_type), &request.query, true)?;
+            search::parse(config, &params, Some(resource_type), &request.query, true)?;
         }
         I::ConditionalPatch { resource_type } | I::ConditionalDelete { resource_type } => {
             crate::server::reject_client_writes(resource_type)?;
-            search::parse(config, Some(resource_type), &request.query, true)?;
+            search::parse(config, &params, Some(resource_type), &request.query, true)?;
             if matches!(interaction, I::ConditionalPatch { .. }) {
                 json_body(request)?;
             }
@@ -93,10 +94,10 @@ async fn validate(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<&'s
         }
         I::Delete { resource_type, .. } => crate::server::reject_client_writes(resource_type)?,
         I::SearchType { resource_type } => {
-            search::parse(config, Some(resource_type), &request.query, strict)?;
+            search::parse(config, &params, Some(resource_type), &request.query, strict)?;
         }
         I::SearchSystem => {
-            search::parse(config, None, &request.query, strict)?;
+            search::parse(config, &params, None, &request.query, strict)?;
         }
         I::BatchOrTransaction => {
             let bundle = json_body(request)?;

@@ -21,6 +21,7 @@ use crate::repository::{self, Deleted, TxFailure, in_transaction, parse_etag};
 use crate::request::FhirRequest;
 use crate::response::FhirResponse;
 use crate::route::{self, Interaction};
+use crate::search_params::SearchParams;
 
 /// What an entry does, decided before the transaction starts.
 #[derive(Debug, Clone)]
@@ -96,10 +97,11 @@ pub(super) async fn process(
         .map(plan_entry)
         .collect::<ApiResult<Vec<_>>>()?;
     let config = ctx.server.config().clone();
+    let params = ctx.server.search_params().await?;
     let ret = ctx.prefs.return_;
     let results = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
-        let (plan, config) = (plan.clone(), config.clone());
-        Box::pin(async move { execute(tx, &config, plan, ret).await })
+        let (plan, config, params) = (plan.clone(), config.clone(), params.clone());
+        Box::pin(async move { execute(tx, &config, &params, plan, ret).await })
     })
     .await?;
     Ok(FhirResponse::json(
@@ -263,6 +265,7 @@ enum Target {
 async fn execute(
     tx: &mut dyn StoreTx,
     config: &ServerConfig,
+    params: &SearchParams,
     mut plan: Vec<Planned>,
     ret: ReturnPreference,
 ) -> Result<Vec<EntryResult>, TxFailure> {
@@ -274,7 +277,7 @@ async fn execute(
         let target = match (&p.action, &p.criteria) {
             (Action::Read { .. } | Action::Search { .. }, _) => Target::ReadOnly,
             (Action::Create { resource_type, .. }, criteria) => {
-                match resolve(tx, config, resource_type, criteria.as_deref())
+                match resolve(tx, config, params, resource_type, criteria.as_deref())
                     .await
                     .map_err(at)?
                 {
@@ -317,7 +320,7 @@ async fn execute(
                     .get("id")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                match resolve(tx, config, resource_type, criteria.as_deref())
+                match resolve(tx, config, params, resource_type, criteria.as_deref())
                     .await
                     .map_err(at)?
                 {
@@ -341,7 +344,7 @@ async fn execute(
                 },
                 criteria,
             ) => {
-                match resolve(tx, config, resource_type, criteria.as_deref())
+                match resolve(tx, config, params, resource_type, criteria.as_deref())
                     .await
                     .map_err(at)?
                 {
@@ -361,7 +364,7 @@ async fn execute(
                 },
                 criteria,
             ) => {
-                match resolve(tx, config, resource_type, criteria.as_deref())
+                match resolve(tx, config, params, resource_type, criteria.as_deref())
                     .await
                     .map_err(at)?
                 {
@@ -413,7 +416,7 @@ async fn execute(
             continue;
         }
         let (resource_type, criteria) = reference.split_once('?').unwrap_or((&reference, ""));
-        let matches = conditional_matches(tx, config, resource_type, criteria).await?;
+        let matches = conditional_matches(tx, config, params, resource_type, criteria).await?;
         match matches.as_slice() {
             [one] => {
                 full_urls.insert(
@@ -447,10 +450,12 @@ async fn execute(
             if p.action.phase() != phase {
                 continue;
             }
-            let result = run(tx, config, p, target, ret).await.map_err(|f| match f {
-                TxFailure::Api(e) => TxFailure::Api(e.at(p.entry.location())),
-                other => other,
-            })?;
+            let result = run(tx, config, params, p, target, ret)
+                .await
+                .map_err(|f| match f {
+                    TxFailure::Api(e) => TxFailure::Api(e.at(p.entry.location())),
+                    other => other,
+                })?;
             results[i] = Some(result);
         }
     }
@@ -465,13 +470,14 @@ enum Resolved {
 async fn resolve(
     tx: &mut dyn StoreTx,
     config: &ServerConfig,
+    params: &SearchParams,
     resource_type: &str,
     criteria: Option<&str>,
 ) -> ApiResult<Option<Resolved>> {
     let Some(criteria) = criteria else {
         return Ok(None);
     };
-    let matches = conditional_matches(tx, config, resource_type, criteria).await?;
+    let matches = conditional_matches(tx, config, params, resource_type, criteria).await?;
     match matches.len() {
         0 => Ok(Some(Resolved::None)),
         1 => Ok(matches.into_iter().next().map(Resolved::One)),
@@ -486,6 +492,7 @@ async fn resolve(
 async fn run(
     tx: &mut dyn StoreTx,
     config: &ServerConfig,
+    params: &SearchParams,
     p: &Planned,
     target: &Target,
     ret: ReturnPreference,
@@ -525,6 +532,7 @@ async fn run(
         ) => {
             let v = repository::write_version(
                 tx,
+                params,
                 resource_type,
                 id,
                 resource.clone(),
@@ -543,7 +551,8 @@ async fn run(
             Target::Write(_, id),
         ) => {
             let updated =
-                repository::update(tx, resource_type, id, resource.clone(), if_match).await?;
+                repository::update(tx, params, resource_type, id, resource.clone(), if_match)
+                    .await?;
             Ok(written(
                 &updated.version,
                 if updated.created { 201 } else { 200 },
@@ -567,7 +576,8 @@ async fn run(
                 )
             })?;
             let resource = repository::resource_from_value(value, Some(resource_type))?;
-            let updated = repository::update(tx, resource_type, id, resource, if_match).await?;
+            let updated =
+                repository::update(tx, params, resource_type, id, resource, if_match).await?;
             Ok(written(&updated.version, 200))
         }
         (Action::Delete { resource_type, .. }, Target::Write(_, id)) => {
@@ -613,13 +623,21 @@ async fn run(
         (
             Action::Search {
                 resource_type,
-                params,
+                params: query,
             },
             _,
         ) => {
-            let parsed = search::parse(config, resource_type.as_deref(), params, false)?;
+            let rt = resource_type.as_deref();
+            let parsed = search::parse(config, params, rt, query, false)?;
             let page = tx.search(&parsed.query).await?;
-            let body = search::searchset(config, resource_type.as_deref(), params, &parsed, &page);
+            let included = search::fetch_includes(
+                &mut search::Searcher::Tx(tx),
+                &parsed.includes,
+                &page.resources,
+                config.max_count,
+            )
+            .await?;
+            let body = search::searchset(config, rt, query, &parsed, &page, &included);
             Ok(EntryResult {
                 status: 200,
                 body: Some(body),

@@ -1,27 +1,18 @@
 //! `GET [base]/metadata`: the CapabilityStatement, generated from the same tables the router
 //! and the search parser use, so it cannot claim what the server does not do.
 
+use std::collections::HashMap;
+
+use oxifhir_model::search_param::SearchParamType;
 use oxifhir_model::{Instant, resource_type};
 use serde_json::{Value, json};
 
 use super::Context;
+use super::search::table;
 use crate::error::ApiResult;
 use crate::operations;
 use crate::response::FhirResponse;
-
-/// Search parameters every type supports today, with their types.
-pub const COMMON_SEARCH_PARAMS: &[(&str, &str, &str)] = &[
-    (
-        "_id",
-        "token",
-        "http://hl7.org/fhir/SearchParameter/Resource-id",
-    ),
-    (
-        "_lastUpdated",
-        "date",
-        "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
-    ),
-];
+use crate::search_params::ParamRef;
 
 /// Interactions every resource type supports.
 const TYPE_INTERACTIONS: &[&str] = &[
@@ -56,16 +47,63 @@ fn async_job_entry() -> Value {
     entry
 }
 
-/// The CapabilityStatement of this server.
-pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
-    let search_params: Vec<Value> = COMMON_SEARCH_PARAMS
-        .iter()
-        .map(|(name, kind, definition)| json!({"name": name, "type": kind, "definition": definition}))
+/// A `searchParam` entry.
+fn search_param(param: &ParamRef<'_>) -> Value {
+    let mut entry = json!({
+        "name": param.def.code,
+        "definition": param.def.url,
+        "type": param.def.kind.code(),
+    });
+    if param.pending {
+        entry["documentation"] =
+            json!("Not yet indexed for resources stored before it was defined ($reindex)");
+    }
+    entry
+}
+
+/// The CapabilityStatement of this server. Each type lists exactly the search parameters the
+/// search parser honours for it ([`table::supported_params`]), custom ones included.
+pub async fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
+    let params = ctx.server.search_params().await?;
+    let system_params: Vec<Value> = table::system_params()
+        .into_iter()
+        .map(|def| {
+            search_param(&ParamRef {
+                def,
+                pending: false,
+            })
+        })
         .collect();
     let interactions: Vec<Value> = TYPE_INTERACTIONS
         .iter()
         .map(|code| json!({"code": code}))
         .collect();
+    // `_include` values of each type, and the `_revinclude` values that can reach it.
+    let mut includes: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut revincludes: HashMap<String, Vec<String>> = HashMap::new();
+    for t in resource_type::all() {
+        let list = includes.entry(t).or_default();
+        for p in table::supported_params(&params, t) {
+            if p.def.kind != SearchParamType::Reference {
+                continue;
+            }
+            list.push(format!("{t}:{}", p.def.code));
+            let targets: Vec<&str> = if p.def.target.is_empty() {
+                resource_type::all().to_vec()
+            } else {
+                p.def.target.iter().map(String::as_str).collect()
+            };
+            for target in targets {
+                revincludes
+                    .entry(target.to_string())
+                    .or_default()
+                    .push(format!("{t}:{}", p.def.code));
+            }
+        }
+        if !list.is_empty() {
+            list.push(format!("{t}:*"));
+        }
+    }
     let mut resources: Vec<Value> = resource_type::all()
         .iter()
         .map(|t| {
@@ -79,7 +117,12 @@ pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
                 "conditionalRead": "full-support",
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
-                "searchParam": search_params,
+                "searchInclude": includes.get(t).cloned().unwrap_or_default(),
+                "searchRevInclude": revincludes.get(*t).cloned().unwrap_or_default(),
+                "searchParam": table::supported_params(&params, t)
+                    .iter()
+                    .map(search_param)
+                    .collect::<Vec<_>>(),
             });
             let ops = operations::capability_entries(Some(t));
             if !ops.is_empty() {
@@ -93,7 +136,7 @@ pub fn capability_statement(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
         "mode": "server",
         "resource": resources,
         "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}],
-        "searchParam": search_params,
+        "searchParam": system_params,
     });
     if let Some(security) = crate::auth::capability_security(ctx.server.auth()) {
         rest["security"] = security;

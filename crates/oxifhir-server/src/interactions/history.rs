@@ -73,8 +73,11 @@ pub async fn history(ctx: &Context<'_>, interaction: Interaction) -> ApiResult<F
         config,
         &path,
         &ctx.request.query,
-        query.cursor.as_deref(),
-        page.next.as_deref(),
+        super::PageCursors {
+            current: query.cursor.as_deref(),
+            next: page.next.as_deref(),
+            previous: None,
+        },
     );
     let mut bundle = BundleWriter::new(
         "history",

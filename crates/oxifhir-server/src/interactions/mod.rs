@@ -64,14 +64,21 @@ pub fn write_response(ctx: &Context<'_>, version: &ResourceVersion, status: u16)
         .with_header("last-modified", version.last_updated.to_http_date())
 }
 
-/// `self` and `next` links for a page under `{base}/{path}`: the request's parameters (without
-/// the cursor and formatting ones) plus the cursor of that page.
+/// The cursors of a page: the one it was fetched with and those of its neighbours.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageCursors<'a> {
+    pub current: Option<&'a str>,
+    pub next: Option<&'a str>,
+    pub previous: Option<&'a str>,
+}
+
+/// `self`, `next` and `previous` links for a page under `{base}/{path}`: the request's
+/// parameters (without the cursor and formatting ones) plus the cursor of that page.
 pub fn paging_links(
     config: &crate::config::ServerConfig,
     path: &str,
     params: &[(String, String)],
-    current: Option<&str>,
-    next: Option<&str>,
+    cursors: PageCursors<'_>,
 ) -> Vec<(&'static str, String)> {
     let kept: Vec<(String, String)> = params
         .iter()
@@ -90,9 +97,12 @@ pub fn paging_links(
             format!("{}?{query}", config.url(path))
         }
     };
-    let mut links = vec![("self", link(current))];
-    if let Some(next) = next {
+    let mut links = vec![("self", link(cursors.current))];
+    if let Some(next) = cursors.next {
         links.push(("next", link(Some(next))));
+    }
+    if let Some(previous) = cursors.previous {
+        links.push(("previous", link(Some(previous))));
     }
     links
 }

@@ -22,33 +22,43 @@ pub async fn create(ctx: &Context<'_>, resource_type: &str) -> ApiResult<FhirRes
     let resource = repository::parse_resource(&ctx.request.body, Some(resource_type))?;
     let criteria = ctx.request.headers.if_none_exist.clone();
     let id = new_id();
+    let params = ctx.server.search_params().await?;
     if criteria.is_none() {
         let created =
-            repository::create_alone(ctx.server.store(), resource_type, &id, resource).await?;
+            repository::create_alone(ctx.server.store(), &params, resource_type, &id, resource)
+                .await?;
         return Ok(write_response(ctx, &created, 201));
     }
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
     let outcome = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
-        let (rt, id, resource, criteria, config) = (
+        let (rt, id, resource, criteria, config, params) = (
             rt.clone(),
             id.clone(),
             resource.clone(),
             criteria.clone(),
             config.clone(),
+            params.clone(),
         );
         Box::pin(async move {
             if let Some(criteria) = criteria {
-                let matches = conditional_matches(tx, &config, &rt, &criteria).await?;
+                let matches = conditional_matches(tx, &config, &params, &rt, &criteria).await?;
                 match matches.len() {
                     0 => {}
                     1 => return Ok((matches.into_iter().next(), None)),
                     _ => return Err(multiple_matches("If-None-Exist").into()),
                 }
             }
-            let created =
-                repository::write_version(tx, &rt, &id, resource, None, WriteMethod::Create)
-                    .await?;
+            let created = repository::write_version(
+                tx,
+                &params,
+                &rt,
+                &id,
+                resource,
+                None,
+                WriteMethod::Create,
+            )
+            .await?;
             Ok::<_, TxFailure>((None, Some(created)))
         })
     })
@@ -102,10 +112,17 @@ pub async fn update(
         Some(_) => None,
         None => Some(ctx.request.query_string()),
     };
+    let params = ctx.server.search_params().await?;
     if let (Some(id), None, false) = (&id, &criteria, create_only) {
-        let updated =
-            repository::update_alone(ctx.server.store(), resource_type, id, resource, if_match)
-                .await?;
+        let updated = repository::update_alone(
+            ctx.server.store(),
+            &params,
+            resource_type,
+            id,
+            resource,
+            if_match,
+        )
+        .await?;
         return Ok(write_response(
             ctx,
             &updated.version,
@@ -115,14 +132,22 @@ pub async fn update(
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
     let updated = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
-        let (rt, id, body_id, resource, criteria, config) =
-            (rt.clone(), id.clone(), body_id.clone(), resource.clone(), criteria.clone(), config.clone());
+        let (rt, id, body_id, resource, criteria, config, params) = (
+            rt.clone(),
+            id.clone(),
+            body_id.clone(),
+            resource.clone(),
+            criteria.clone(),
+            config.clone(),
+            params.clone(),
+        );
         Box::pin(async move {
             let target = match (id, criteria) {
                 (Some(id), _) => id,
                 (None, criteria) => {
                     let criteria = criteria.unwrap_or_default();
-                    let matches = conditional_matches(tx, &config, &rt, &criteria).await?;
+                    let matches =
+                        conditional_matches(tx, &config, &params, &rt, &criteria).await?;
                     match (matches.as_slice(), body_id) {
                         ([], Some(body_id)) => body_id,
                         ([], None) => new_id(),
@@ -145,7 +170,7 @@ pub async fn update(
                 )
                 .into());
             }
-            repository::update(tx, &rt, &target, resource, if_match).await
+            repository::update(tx, &params, &rt, &target, resource, if_match).await
         })
     })
     .await?;
@@ -180,6 +205,7 @@ pub async fn patch(
         .transpose()?;
     let criteria = ctx.request.query_string();
     let config = ctx.server.config().clone();
+    let params = ctx.server.search_params().await?;
     let rt = resource_type.to_string();
     let isolation = if id.is_some() {
         Isolation::VersionChecked
@@ -187,18 +213,19 @@ pub async fn patch(
         Isolation::Serializable
     };
     let updated = in_transaction(ctx.server.store(), isolation, |tx| {
-        let (rt, id, patch, criteria, config) = (
+        let (rt, id, patch, criteria, config, params) = (
             rt.clone(),
             id.clone(),
             patch.clone(),
             criteria.clone(),
             config.clone(),
+            params.clone(),
         );
         Box::pin(async move {
             let current = match id {
                 Some(id) => tx.read(&rt, &id).await?,
                 None => {
-                    let matches = conditional_matches(tx, &config, &rt, &criteria).await?;
+                    let matches = conditional_matches(tx, &config, &params, &rt, &criteria).await?;
                     match matches.len() {
                         0 => {
                             return Err(ApiError::not_found(
@@ -213,7 +240,7 @@ pub async fn patch(
             };
             let current = super::read::found(current, &rt, "(target)")?;
             let patched = apply_patch(&current, &patch)?;
-            repository::update(tx, &rt, &current.id, patched, if_match).await
+            repository::update(tx, &params, &rt, &current.id, patched, if_match).await
         })
     })
     .await?;
@@ -248,6 +275,7 @@ pub async fn delete(
     reject_client_writes(resource_type)?;
     let criteria = ctx.request.query_string();
     let config = ctx.server.config().clone();
+    let params = ctx.server.search_params().await?;
     let rt = resource_type.to_string();
     let isolation = if id.is_some() {
         Isolation::VersionChecked
@@ -255,12 +283,18 @@ pub async fn delete(
         Isolation::Serializable
     };
     let deleted = in_transaction(ctx.server.store(), isolation, |tx| {
-        let (rt, id, criteria, config) = (rt.clone(), id.clone(), criteria.clone(), config.clone());
+        let (rt, id, criteria, config, params) = (
+            rt.clone(),
+            id.clone(),
+            criteria.clone(),
+            config.clone(),
+            params.clone(),
+        );
         Box::pin(async move {
             let id = match id {
                 Some(id) => id,
                 None => {
-                    let matches = conditional_matches(tx, &config, &rt, &criteria).await?;
+                    let matches = conditional_matches(tx, &config, &params, &rt, &criteria).await?;
                     match matches.as_slice() {
                         [] => return Ok(None),
                         [found] => found.id.clone(),

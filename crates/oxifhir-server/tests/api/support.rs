@@ -18,6 +18,10 @@ pub struct TestServer {
     pub client: reqwest::Client,
     /// The directory export files are written to.
     pub export_dir: std::path::PathBuf,
+    /// The server behind `base` (for hooks that have no HTTP interface yet).
+    pub server: FhirServer,
+    /// Its store.
+    pub store: Arc<dyn oxifhir_store::Store>,
     cleanup: Option<(String, String)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     jobs: Option<RuntimeHandle>,
@@ -161,11 +165,19 @@ impl TestServer {
             base,
             client,
             export_dir,
+            server,
+            store,
             cleanup: None,
             shutdown: Some(tx),
             jobs: Some(jobs),
             _dir: Some(dir),
         }
+    }
+
+    /// A new server on the same store, as after a restart: nothing but the database is
+    /// shared with this one.
+    pub fn restarted(&self) -> FhirServer {
+        FhirServer::new(Arc::clone(&self.store), self.server.config().clone())
     }
 
     /// Stops the server and drops the PostgreSQL schema.

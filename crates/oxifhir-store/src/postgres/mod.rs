@@ -32,8 +32,9 @@ use tokio_postgres::types::ToSql;
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion, SearchPage,
-    SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexedParam, Isolation,
+    ResourceVersion, SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx,
+    VersionWrite,
 };
 
 /// Most connections one store keeps open.
@@ -198,6 +199,50 @@ impl Store for PostgresStore {
     async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
         export::scan_count(&*self.client().await?, scan).await
     }
+
+    async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(crate::sql::SELECT_INDEXED_PARAMS, &[])
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(IndexedParam {
+                    url: r.try_get(0).map_err(map_err)?,
+                    fingerprint: r.try_get(1).map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_param_indexed(&self, param: &IndexedParam) -> StoreResult<()> {
+        let client = self.client().await?;
+        if param.fingerprint.is_empty() {
+            client
+                .execute(
+                    "DELETE FROM search_param_indexed WHERE url = $1",
+                    &[&param.url],
+                )
+                .await
+                .map_err(map_err)?;
+        } else {
+            client
+                .execute(
+                    "INSERT INTO search_param_indexed (url, fingerprint, marked_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (url) DO UPDATE SET \
+                     fingerprint = excluded.fingerprint, marked_at = excluded.marked_at",
+                    &[
+                        &param.url,
+                        &param.fingerprint,
+                        &oxifhir_model::Instant::now().millis(),
+                    ],
+                )
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
 }
 
 /// A pooled connection that is closed, not returned to the pool, unless [`Lease::release`]
@@ -299,6 +344,16 @@ impl StoreTx for PostgresTx {
         bulk::write_many(self.client()?, &writes).await
     }
 
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        index: IndexEntries,
+    ) -> StoreResult<bool> {
+        write::replace_index(self.client()?, resource_type, id, version_id, &index).await
+    }
+
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         let result = self.client()?.batch_execute("COMMIT").await;
         // A failed COMMIT ends the transaction too, so there is nothing to roll back.
@@ -382,6 +437,7 @@ pub(crate) fn driver_params(params: &[Param]) -> Vec<Box<dyn ToSql + Sync + Send
         .map(|p| -> Box<dyn ToSql + Sync + Send> {
             match p {
                 Param::Int(n) => Box::new(*n),
+                Param::Float(f) => Box::new(*f),
                 Param::Text(t) => Box::new(t.clone()),
                 Param::TextList(list) => Box::new(list.clone()),
                 Param::OptInt(n) => Box::new(*n),

@@ -131,6 +131,62 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_owner_idx ON jobs (owner, state);
     CREATE INDEX jobs_expiry_idx ON jobs (expires_at) WHERE expires_at IS NOT NULL;
     "#,
+    // 3: search. Index rows are found by (resource_type, id, param) for sort values and
+    // replacement; value indexes end with `id` so that a condition's subquery can be an
+    // index-only scan; uris compare bytewise (`:below`); searches order by (type, id) after
+    // their sort keys; marks of custom search parameters indexed for all stored resources.
+    r#"
+    DROP INDEX idx_string_res;
+    CREATE INDEX idx_string_res ON idx_string (resource_type, id, param);
+    DROP INDEX idx_string_val;
+    CREATE INDEX idx_string_val ON idx_string (resource_type, param, normalized, id);
+
+    DROP INDEX idx_token_res;
+    CREATE INDEX idx_token_res ON idx_token (resource_type, id, param);
+    DROP INDEX idx_token_val;
+    CREATE INDEX idx_token_val ON idx_token (resource_type, param, code, system, id);
+
+    DROP INDEX idx_reference_res;
+    CREATE INDEX idx_reference_res ON idx_reference (resource_type, id, param);
+    DROP INDEX idx_reference_val;
+    CREATE INDEX idx_reference_val
+        ON idx_reference (resource_type, param, target_id, target_type, id);
+    DROP INDEX idx_reference_target;
+    CREATE INDEX idx_reference_target ON idx_reference (target_type, target_id, resource_type);
+    DROP INDEX idx_reference_url;
+    CREATE INDEX idx_reference_url ON idx_reference (resource_type, param, url, id);
+
+    DROP INDEX idx_date_res;
+    CREATE INDEX idx_date_res ON idx_date (resource_type, id, param);
+    DROP INDEX idx_date_val;
+    CREATE INDEX idx_date_val ON idx_date (resource_type, param, start_ms, end_ms, id);
+    CREATE INDEX idx_date_end ON idx_date (resource_type, param, end_ms, start_ms, id);
+
+    DROP INDEX idx_number_res;
+    CREATE INDEX idx_number_res ON idx_number (resource_type, id, param);
+    DROP INDEX idx_number_val;
+    CREATE INDEX idx_number_val ON idx_number (resource_type, param, value, id);
+
+    DROP INDEX idx_quantity_res;
+    CREATE INDEX idx_quantity_res ON idx_quantity (resource_type, id, param);
+    DROP INDEX idx_quantity_val;
+    CREATE INDEX idx_quantity_val ON idx_quantity (resource_type, param, value, id);
+
+    DROP INDEX idx_uri_res;
+    CREATE INDEX idx_uri_res ON idx_uri (resource_type, id, param);
+    DROP INDEX idx_uri_val;
+    ALTER TABLE idx_uri ALTER COLUMN value TYPE TEXT COLLATE "C";
+    CREATE INDEX idx_uri_val ON idx_uri (resource_type, param, value, id);
+
+    DROP INDEX resources_updated_idx;
+    CREATE INDEX resources_updated_idx ON resources (resource_type, last_updated, id);
+
+    CREATE TABLE search_param_indexed (
+        url TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        marked_at BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// Checks a schema name from configuration: `[a-z0-9_]+`, at most 63 bytes.

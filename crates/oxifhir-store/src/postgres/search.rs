@@ -5,11 +5,34 @@ use oxifhir_model::Instant;
 use tokio_postgres::Row;
 
 use super::{driver_params, map_err, param_refs};
-use crate::sql::{self, Dialect, RowData, Sql, VERSION_COLUMNS};
+use crate::cursor::CursorValue;
+use crate::sql::{self, Dialect, KeyKind, RowData, Sql, VERSION_COLUMNS};
 use crate::{ResourceVersion, SearchPage, SearchQuery, StoreResult};
 
 /// Decodes a row selected with [`VERSION_COLUMNS`].
 pub(super) fn row_data(row: &Row) -> StoreResult<RowData> {
+    row_with_keys(row, &[])
+}
+
+/// Decodes a row selected with [`VERSION_COLUMNS`] followed by sort-key columns of `keys`.
+fn row_with_keys(row: &Row, keys: &[KeyKind]) -> StoreResult<RowData> {
+    let mut values = Vec::with_capacity(keys.len());
+    for (i, kind) in keys.iter().enumerate() {
+        let column = 7 + i;
+        let value = match kind {
+            KeyKind::Int => row
+                .try_get::<_, Option<i64>>(column)
+                .map(|v| v.map(CursorValue::Int)),
+            KeyKind::Float => row
+                .try_get::<_, Option<f64>>(column)
+                .map(|v| v.map(CursorValue::Float)),
+            KeyKind::Text => row
+                .try_get::<_, Option<String>>(column)
+                .map(|v| v.map(CursorValue::Text)),
+        }
+        .map_err(map_err)?;
+        values.push(value.unwrap_or(CursorValue::Null));
+    }
     let code: &str = row.try_get(4).map_err(map_err)?;
     Ok(RowData {
         version: ResourceVersion {
@@ -21,11 +44,21 @@ pub(super) fn row_data(row: &Row) -> StoreResult<RowData> {
             body: row.try_get(5).map_err(map_err)?,
         },
         seq: row.try_get(6).map_err(map_err)?,
+        keys: values,
     })
 }
 
 /// Runs a statement selecting [`VERSION_COLUMNS`] and decodes every row.
 pub(super) async fn rows(client: &ClientWrapper, statement: &Sql) -> StoreResult<Vec<RowData>> {
+    rows_with_keys(client, statement, &[]).await
+}
+
+/// Runs a statement selecting [`VERSION_COLUMNS`] and sort-key columns of `keys`.
+async fn rows_with_keys(
+    client: &ClientWrapper,
+    statement: &Sql,
+    keys: &[KeyKind],
+) -> StoreResult<Vec<RowData>> {
     let prepared = client
         .prepare_cached(&statement.text)
         .await
@@ -35,7 +68,7 @@ pub(super) async fn rows(client: &ClientWrapper, statement: &Sql) -> StoreResult
         .query(&prepared, &param_refs(&params))
         .await
         .map_err(map_err)?;
-    found.iter().map(row_data).collect()
+    found.iter().map(|row| row_with_keys(row, keys)).collect()
 }
 
 /// Runs a `SELECT count(*)` statement.
@@ -96,12 +129,12 @@ pub(super) async fn vread(
 pub(super) async fn search(client: &ClientWrapper, query: &SearchQuery) -> StoreResult<SearchPage> {
     let plan = sql::plan_search(Dialect::Postgres, query)?;
     let found = match &plan.page {
-        Some(page) => rows(client, page).await?,
+        Some(page) => rows_with_keys(client, page, &plan.keys).await?,
         None => Vec::new(),
     };
     let total = match &plan.total {
         Some(total) => Some(count(client, total).await?),
         None => None,
     };
-    Ok(sql::finish_search(query, found, total))
+    Ok(sql::finish_search(query, &plan, found, total))
 }

@@ -96,19 +96,56 @@ pub(super) async fn write(client: &ClientWrapper, write: &VersionWrite) -> Store
             }
         })?;
     if write.previous_version.is_some() {
-        let delete = client
-            .prepare_cached(&delete_index_sql())
-            .await
-            .map_err(map_err)?;
-        client
-            .execute(&delete, &[&write.resource_type, &write.id])
-            .await
-            .map_err(map_err)?;
+        delete_index(client, &write.resource_type, &write.id).await?;
     }
     if write.method != WriteMethod::Delete {
         insert_index(client, &write.resource_type, &write.id, &write.index).await?;
     }
     Ok(())
+}
+
+/// Deletes the index rows of one resource.
+async fn delete_index(client: &ClientWrapper, t: &str, id: &str) -> StoreResult<()> {
+    let delete = client
+        .prepare_cached(&delete_index_sql())
+        .await
+        .map_err(map_err)?;
+    client.execute(&delete, &[&t, &id]).await.map_err(map_err)?;
+    Ok(())
+}
+
+/// Replaces the index rows of the current version of a resource (see
+/// [`crate::StoreTx::replace_index`]).
+pub(super) async fn replace_index(
+    client: &ClientWrapper,
+    t: &str,
+    id: &str,
+    version_id: i64,
+    index: &IndexEntries,
+) -> StoreResult<bool> {
+    let select = client
+        .prepare_cached(
+            "SELECT version_id, method FROM resources WHERE resource_type = $1 AND id = $2 \
+             FOR UPDATE",
+        )
+        .await
+        .map_err(map_err)?;
+    let row = client
+        .query_opt(&select, &[&t, &id])
+        .await
+        .map_err(map_err)?;
+    let current: Option<(i64, String)> = row
+        .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+        .map_err(map_err)?;
+    match current {
+        Some((current, method))
+            if current == version_id && method != WriteMethod::Delete.code() => {}
+        _ => return Ok(false),
+    }
+    delete_index(client, t, id).await?;
+    insert_index(client, t, id, index).await?;
+    Ok(true)
 }
 
 /// Runs one `INSERT … SELECT $1, $2, * FROM unnest(…)` with the given array parameters.

@@ -27,8 +27,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    BulkLoad, ExportBatch, ExportScan, HistoryPage, HistoryQuery, Isolation, ResourceVersion,
-    SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx, VersionWrite,
+    BulkLoad, ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexedParam,
+    Isolation, ResourceVersion, SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx,
+    VersionWrite,
 };
 
 /// Number of reader connections.
@@ -210,6 +211,56 @@ impl Store for SqliteStore {
             .run(move |conn| export::scan_count(conn, &scan))
             .await
     }
+    async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>> {
+        self.readers
+            .run(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(crate::sql::SELECT_INDEXED_PARAMS)
+                    .map_err(map_err)?;
+                stmt.query_map([], |r| {
+                    Ok(IndexedParam {
+                        url: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                    })
+                })
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn mark_param_indexed(&self, param: &IndexedParam) -> StoreResult<()> {
+        let param = param.clone();
+        let mut tx = SqliteTx {
+            conn: Some(self.writer.clone().lock_owned().await),
+        };
+        tx.run(move |conn| {
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK").map_err(map_err)?;
+            }
+            if param.fingerprint.is_empty() {
+                conn.execute(
+                    "DELETE FROM search_param_indexed WHERE url = ?1",
+                    [&param.url],
+                )
+            } else {
+                conn.execute(
+                    "INSERT INTO search_param_indexed (url, fingerprint, marked_at) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT (url) DO UPDATE SET \
+                     fingerprint = excluded.fingerprint, marked_at = excluded.marked_at",
+                    (
+                        &param.url,
+                        &param.fingerprint,
+                        oxifhir_model::Instant::now().millis(),
+                    ),
+                )
+            }
+            .map(|_| ())
+            .map_err(map_err)
+        })
+        .await
+    }
 }
 
 /// A write transaction on the writer connection.
@@ -301,6 +352,18 @@ impl StoreTx for SqliteTx {
         self.run(move |conn| write::write_many(conn, &writes)).await
     }
 
+    async fn replace_index(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+        index: IndexEntries,
+    ) -> StoreResult<bool> {
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.run(move |conn| write::replace_index(conn, &resource_type, &id, version_id, &index))
+            .await
+    }
+
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.run(|conn| conn.execute_batch("COMMIT").map_err(map_err))
             .await
@@ -383,6 +446,7 @@ impl ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
             Param::Int(n) => ToSqlOutput::from(*n),
+            Param::Float(f) => ToSqlOutput::from(*f),
             Param::Text(t) => ToSqlOutput::from(t.as_str()),
             Param::TextList(list) => ToSqlOutput::from(
                 serde_json::to_string(list)

@@ -1,15 +1,21 @@
 //! SQLite reads: by id, by version, and searches over current resources.
 
 use oxifhir_model::Instant;
-use rusqlite::types::Type;
+use rusqlite::types::{Type, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
 use super::map_err;
-use crate::sql::{self, Dialect, RowData, Sql, VERSION_COLUMNS};
+use crate::cursor::CursorValue;
+use crate::sql::{self, Dialect, KeyKind, RowData, Sql, VERSION_COLUMNS};
 use crate::{ResourceVersion, SearchPage, SearchQuery, StoreResult, WriteMethod};
 
 /// Decodes a row selected with [`VERSION_COLUMNS`].
 pub(super) fn row_data(row: &Row<'_>) -> rusqlite::Result<RowData> {
+    row_with_keys(row, &[])
+}
+
+/// Decodes a row selected with [`VERSION_COLUMNS`] followed by sort-key columns of `keys`.
+fn row_with_keys(row: &Row<'_>, keys: &[KeyKind]) -> rusqlite::Result<RowData> {
     let code: String = row.get(4)?;
     let method = WriteMethod::from_code(&code).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -28,16 +34,52 @@ pub(super) fn row_data(row: &Row<'_>) -> rusqlite::Result<RowData> {
             body: row.get(5)?,
         },
         seq: row.get(6)?,
+        keys: keys
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| key_value(row.get_ref(7 + i)?, *kind, 7 + i))
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    })
+}
+
+fn key_value(value: ValueRef<'_>, kind: KeyKind, column: usize) -> rusqlite::Result<CursorValue> {
+    let wrong = |found: Type| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            found,
+            format!("sort key of kind {kind:?}").into(),
+        )
+    };
+    Ok(match (value, kind) {
+        (ValueRef::Null, _) => CursorValue::Null,
+        (ValueRef::Integer(n), KeyKind::Int) => CursorValue::Int(n),
+        (ValueRef::Integer(n), KeyKind::Float) => CursorValue::Float(n as f64),
+        (ValueRef::Real(f), KeyKind::Float) => CursorValue::Float(f),
+        (ValueRef::Text(t), KeyKind::Text) => {
+            CursorValue::Text(String::from_utf8_lossy(t).into_owned())
+        }
+        (other, _) => return Err(wrong(other.data_type())),
     })
 }
 
 /// Runs a statement selecting [`VERSION_COLUMNS`] and decodes every row.
 pub(super) fn rows(conn: &Connection, statement: &Sql) -> StoreResult<Vec<RowData>> {
+    rows_with_keys(conn, statement, &[])
+}
+
+/// Runs a statement selecting [`VERSION_COLUMNS`] and sort-key columns of `keys`.
+fn rows_with_keys(
+    conn: &Connection,
+    statement: &Sql,
+    keys: &[KeyKind],
+) -> StoreResult<Vec<RowData>> {
     let mut stmt = conn.prepare_cached(&statement.text).map_err(map_err)?;
-    stmt.query_map(params_from_iter(statement.params.iter()), row_data)
-        .map_err(map_err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(map_err)
+    stmt.query_map(params_from_iter(statement.params.iter()), |row| {
+        row_with_keys(row, keys)
+    })
+    .map_err(map_err)?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(map_err)
 }
 
 /// Runs a `SELECT count(*)` statement.
@@ -89,9 +131,9 @@ pub(super) fn vread(
 pub(super) fn search(conn: &Connection, query: &SearchQuery) -> StoreResult<SearchPage> {
     let plan = sql::plan_search(Dialect::Sqlite, query)?;
     let found = match &plan.page {
-        Some(page) => rows(conn, page)?,
+        Some(page) => rows_with_keys(conn, page, &plan.keys)?,
         None => Vec::new(),
     };
     let total = plan.total.as_ref().map(|t| count(conn, t)).transpose()?;
-    Ok(sql::finish_search(query, found, total))
+    Ok(sql::finish_search(query, &plan, found, total))
 }

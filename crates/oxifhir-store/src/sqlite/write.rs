@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{is_unique_violation, map_err};
 use crate::sql::INDEX_TABLES;
-use crate::{StoreError, StoreResult, VersionWrite, WriteMethod};
+use crate::{IndexEntries, StoreError, StoreResult, VersionWrite, WriteMethod};
 
 fn conflict(write: &VersionWrite, found: Option<i64>) -> StoreError {
     StoreError::VersionConflict {
@@ -51,7 +51,7 @@ pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreRes
         }
         write_version(conn, w)?;
         if w.method != WriteMethod::Delete {
-            pending.add(w);
+            pending.add(&w.resource_type, &w.id, &w.index);
         }
         if pending.len() >= FLUSH_ROWS {
             pending.flush(conn)?;
@@ -109,16 +109,52 @@ fn write_version(conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
         ))
         .map_err(keyed(write))?;
     if write.previous_version.is_some() {
-        for table in INDEX_TABLES {
-            conn.prepare_cached(&format!(
-                "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2"
-            ))
-            .map_err(map_err)?
-            .execute((&write.resource_type, &write.id))
-            .map_err(map_err)?;
-        }
+        delete_index(conn, &write.resource_type, &write.id)?;
     }
     Ok(())
+}
+
+/// Deletes the index rows of one resource.
+fn delete_index(conn: &Connection, t: &str, id: &str) -> StoreResult<()> {
+    for table in INDEX_TABLES {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2"
+        ))
+        .map_err(map_err)?
+        .execute((t, id))
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Replaces the index rows of the current version of a resource (see
+/// [`crate::StoreTx::replace_index`]).
+pub(super) fn replace_index(
+    conn: &Connection,
+    t: &str,
+    id: &str,
+    version_id: i64,
+    index: &IndexEntries,
+) -> StoreResult<bool> {
+    let current: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT version_id, method FROM resources WHERE resource_type = ?1 AND id = ?2",
+        )
+        .map_err(map_err)?
+        .query_row((t, id), |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(map_err)?;
+    match current {
+        Some((current, method))
+            if current == version_id && method != WriteMethod::Delete.code() => {}
+        _ => return Ok(false),
+    }
+    delete_index(conn, t, id)?;
+    let (t, id) = (t.to_owned(), id.to_owned());
+    let mut pending = PendingIndex::default();
+    pending.add(&t, &id, index);
+    pending.flush(conn)?;
+    Ok(true)
 }
 
 /// Pending index rows are inserted once there are this many.
@@ -242,10 +278,9 @@ impl<'a> PendingIndex<'a> {
         self.tables.iter().map(TableRows::rows).sum()
     }
 
-    /// Queues the index rows of `w`.
-    fn add(&mut self, w: &'a VersionWrite) {
-        let (t, id): (&'a dyn ToSql, &'a dyn ToSql) = (&w.resource_type, &w.id);
-        let index = &w.index;
+    /// Queues the index rows of resource `t/id`.
+    fn add(&mut self, t: &'a String, id: &'a String, index: &'a IndexEntries) {
+        let (t, id): (&'a dyn ToSql, &'a dyn ToSql) = (t, id);
         let [
             strings,
             tokens,

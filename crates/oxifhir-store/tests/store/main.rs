@@ -32,3 +32,4 @@ mod export;
 mod history;
 mod jobs;
 mod search;
+mod search_index;

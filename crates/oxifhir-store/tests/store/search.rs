@@ -1,4 +1,5 @@
-//! Searches over current resources: conditions, sorting, keyset paging, totals, cursors.
+//! Searches over current resources by id and lastUpdated: conditions, sorting, keyset paging
+//! (forwards and backwards), totals, cursors.
 
 use std::collections::HashSet;
 
@@ -37,7 +38,7 @@ const LU_DESC: SortKey = SortKey {
 };
 
 /// Patients p1..p5 at 1000..5000 (written in the order p3, p1, p5, p2, p4), p6 deleted,
-/// an Observation o1 at 2500.
+/// an Observation o1 at 2500. Without sort keys, searches order by type and id.
 async fn seed(store: &dyn Store) {
     for n in [3, 1, 5, 2, 4] {
         write(store, put("Patient", &format!("p{n}"), 1, n * 1_000))
@@ -60,7 +61,7 @@ async fn search_conditions(h: Harness) {
     seed(store).await;
     let run = |q: SearchQuery| async move { ids(&store.search(&q).await.expect("search")) };
 
-    assert_eq!(run(patients(vec![])).await, ["p3", "p1", "p5", "p2", "p4"]);
+    assert_eq!(run(patients(vec![])).await, ["p1", "p2", "p3", "p4", "p5"]);
     assert_eq!(
         run(patients(vec![Condition::IdIn(vec![
             "p2".into(),
@@ -84,7 +85,7 @@ async fn search_conditions(h: Harness) {
             "p5".into()
         ])]))
         .await,
-        ["p3", "p2", "p4"]
+        ["p2", "p3", "p4"]
     );
     assert_eq!(
         run(patients(vec![Condition::LastUpdated {
@@ -92,7 +93,7 @@ async fn search_conditions(h: Harness) {
             to: Some(4_000)
         }]))
         .await,
-        ["p3", "p2"]
+        ["p2", "p3"]
     );
     assert_eq!(
         run(patients(vec![Condition::LastUpdated {
@@ -100,7 +101,7 @@ async fn search_conditions(h: Harness) {
             to: None
         }]))
         .await,
-        ["p5", "p4"]
+        ["p4", "p5"]
     );
     assert_eq!(
         run(patients(vec![Condition::LastUpdatedNot {
@@ -131,7 +132,7 @@ async fn search_conditions(h: Harness) {
         count: 100,
         ..SearchQuery::default()
     };
-    assert_eq!(run(all_types).await, ["p3", "p1", "p5", "p2", "p4", "o1"]);
+    assert_eq!(run(all_types).await, ["o1", "p1", "p2", "p3", "p4", "p5"]);
     let two_types = SearchQuery {
         resource_types: vec!["Observation".into(), "Patient".into()],
         conditions: vec![Condition::LastUpdated {
@@ -141,7 +142,7 @@ async fn search_conditions(h: Harness) {
         count: 100,
         ..SearchQuery::default()
     };
-    assert_eq!(run(two_types).await, ["p2", "o1"]);
+    assert_eq!(run(two_types).await, ["o1", "p2"]);
     let none = SearchQuery {
         resource_types: vec!["Encounter".into()],
         count: 100,
@@ -153,7 +154,7 @@ async fn search_conditions(h: Harness) {
 async fn search_sorting(h: Harness) {
     let store = h.store.as_ref();
     seed(store).await;
-    // Ties on lastUpdated: q1 and q2 share 3000 with p3, written after it.
+    // Ties on lastUpdated: q1 and q2 share 3000 with p3, written after it; ties order by id.
     write(store, put("Patient", "q2", 1, 3_000))
         .await
         .expect("q2");
@@ -179,15 +180,15 @@ async fn search_sorting(h: Harness) {
     );
     assert_eq!(
         run(vec![LU_ASC]).await,
-        ["p1", "p2", "p3", "q2", "q1", "p4", "p5"]
+        ["p1", "p2", "p3", "q1", "q2", "p4", "p5"]
     );
     assert_eq!(
         run(vec![LU_DESC]).await,
-        ["p5", "p4", "p3", "q2", "q1", "p2", "p1"]
+        ["p5", "p4", "p3", "q1", "q2", "p2", "p1"]
     );
     assert_eq!(
-        run(vec![LU_DESC, ID_ASC]).await,
-        ["p5", "p4", "p3", "q1", "q2", "p2", "p1"]
+        run(vec![LU_DESC, ID_DESC]).await,
+        ["p5", "p4", "q2", "q1", "p3", "p2", "p1"]
     );
 }
 

@@ -118,7 +118,13 @@ impl Job for ExportJob {
             ));
         };
         let lenient = Preferences::parse(request.headers.prefer.as_deref()).lenient_explicit;
-        let export = match params::parse(self.server.config(), &request, &target, lenient) {
+        let search_params = self
+            .server
+            .search_params()
+            .await
+            .map_err(|e| JobError::Transient(e.message().to_owned()))?;
+        let config = self.server.config();
+        let export = match params::parse(config, &search_params, &request, &target, lenient) {
             Ok(export) => export,
             Err(error) => return failure(&error),
         };
@@ -311,7 +317,7 @@ impl Run<'_> {
     async fn part(&self, progress: &mut Progress) -> Result<(), JobError> {
         let settings = &self.server.config().export;
         let resource_type = self.export.types[progress.type_index].clone();
-        let filters = self.type_filters(&resource_type)?;
+        let filters = self.type_filters(&resource_type).await?;
         let elements: Vec<&ElementSelector> = self
             .export
             .elements
@@ -415,15 +421,26 @@ impl Run<'_> {
     }
 
     /// The parsed `_typeFilter` queries of a type (empty: no filter).
-    fn type_filters(&self, resource_type: &str) -> Result<Vec<SearchQuery>, JobError> {
+    async fn type_filters(&self, resource_type: &str) -> Result<Vec<SearchQuery>, JobError> {
+        let search_params = self
+            .server
+            .search_params()
+            .await
+            .map_err(|e| JobError::Transient(e.message().to_owned()))?;
         self.export
             .type_filters
             .iter()
             .filter(|f: &&TypeFilter| f.resource_type == resource_type)
             .map(|f| {
-                search::parse(self.server.config(), Some(resource_type), &f.query, true)
-                    .map(|parsed| parsed.query)
-                    .map_err(|e| JobError::Fatal(format!("_typeFilter: {}", e.message())))
+                search::parse(
+                    self.server.config(),
+                    &search_params,
+                    Some(resource_type),
+                    &f.query,
+                    true,
+                )
+                .map(|parsed| parsed.query)
+                .map_err(|e| JobError::Fatal(format!("_typeFilter: {}", e.message())))
             })
             .collect()
     }

@@ -96,7 +96,14 @@ fn run<'a>(
 fn validate<'a>(ctx: &'a Context<'a>, target: &'a OperationTarget) -> BoxFuture<'a, ApiResult<()>> {
     async move {
         let config = ctx.server.config();
-        let export = params::parse(config, ctx.request, target, ctx.prefs.lenient_explicit)?;
+        let search_params = ctx.server.search_params().await?;
+        let export = params::parse(
+            config,
+            &search_params,
+            ctx.request,
+            target,
+            ctx.prefs.lenient_explicit,
+        )?;
         ctx.server.export_files()?;
         let members = match &export.level {
             ExportLevel::Group(id) => {

@@ -16,6 +16,7 @@ use crate::format::{BodyKind, body_kind};
 use crate::interactions::search;
 use crate::request::{FhirRequest, Method, parse_query};
 use crate::route::{OperationTarget, truncate};
+use crate::search_params::SearchParams;
 
 /// Where an export was invoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +99,7 @@ impl Problems {
 /// `Prefer: handling=lenient`.
 pub fn parse(
     config: &ServerConfig,
+    search_params: &SearchParams,
     request: &FhirRequest,
     target: &OperationTarget,
     lenient: bool,
@@ -165,7 +167,7 @@ pub fn parse(
     let since = instant_param(&params, "_since")?;
     let until = instant_param(&params, "_until")?;
     let types = export_types(&level, &values("_type"), &mut problems)?;
-    let type_filters = type_filters(config, &params, &types, &mut problems)?;
+    let type_filters = type_filters(config, search_params, &params, &types, &mut problems)?;
     let elements = elements(&values("_elements"), &mut problems)?;
     for value in values("includeAssociatedData") {
         problems.unsupported(
@@ -319,6 +321,7 @@ fn export_types(
 /// `_typeFilter`: comma-separated, each item URL-decoded, `Type?query`.
 fn type_filters(
     config: &ServerConfig,
+    search_params: &SearchParams,
     params: &[(String, String)],
     types: &[String],
     problems: &mut Problems,
@@ -333,7 +336,7 @@ fn type_filters(
         let decoded = percent_encoding::percent_decode_str(item.trim())
             .decode_utf8_lossy()
             .into_owned();
-        match type_filter(config, &decoded, types) {
+        match type_filter(config, search_params, &decoded, types) {
             Ok(filter) => filters.push(filter),
             Err(error) => problems.unsupported(
                 "_typeFilter",
@@ -348,7 +351,12 @@ fn type_filters(
     Ok(filters)
 }
 
-fn type_filter(config: &ServerConfig, text: &str, types: &[String]) -> ApiResult<TypeFilter> {
+fn type_filter(
+    config: &ServerConfig,
+    search_params: &SearchParams,
+    text: &str,
+    types: &[String],
+) -> ApiResult<TypeFilter> {
     let (resource_type, query) = text
         .split_once('?')
         .ok_or_else(|| ApiError::bad_request("it is not of the form Type?query"))?;
@@ -371,7 +379,7 @@ fn type_filter(config: &ServerConfig, text: &str, types: &[String]) -> ApiResult
     if query.is_empty() {
         return Err(ApiError::bad_request("the query is empty"));
     }
-    search::parse(config, Some(resource_type), &query, true)?;
+    search::parse(config, search_params, Some(resource_type), &query, true)?;
     Ok(TypeFilter {
         resource_type: resource_type.to_owned(),
         query,
@@ -526,7 +534,14 @@ mod tests {
             [t, id, _] => OperationTarget::Instance(t.clone(), id.clone()),
             _ => unreachable!(),
         };
-        parse(&ServerConfig::default(), &request, &target, lenient).map_err(|e| e.status())
+        parse(
+            &ServerConfig::default(),
+            &SearchParams::r4(),
+            &request,
+            &target,
+            lenient,
+        )
+        .map_err(|e| e.status())
     }
 
     fn get(path: &str) -> Result<ExportRequest, u16> {

@@ -1,0 +1,167 @@
+//! Composite parameters (`code-value-quantity=http://loinc.org|8480-6$gt100`): both parts
+//! must hold for the same value of the composite's expression (the same `Observation.component`).
+//!
+//! Every R4 composite whose first component is a token and which has two components is
+//! supported (all but the three-part `MolecularSequence` coordinates and
+//! `DocumentReference-relationship`, whose first component is a reference). Its entries are
+//! the second component's values, stored in that component's table under a parameter name
+//! that carries the first component's token: [`key`] `{code}${system}|{token}`,
+//! `{code}$|{token}` for a token without system, and `{code}$*|{token}` for every token, so
+//! each of the three token forms of a search is one exact parameter name.
+
+use crate::fhirpath::{Item, Subject};
+use crate::search_param::{self, SearchParamDef, SearchParamType};
+
+use super::{CompiledParam, IndexEntries, TokenEntry, convert};
+
+/// The types of a supported composite's two components (token first).
+pub fn parts(def: &SearchParamDef) -> Option<[SearchParamType; 2]> {
+    let [first, second] = def.components.as_slice() else {
+        return None;
+    };
+    let kind = |url: &str| search_param::by_url(url).map(|d| d.kind);
+    let (first, second) = (kind(&first.definition)?, kind(&second.definition)?);
+    let indexable = matches!(
+        second,
+        SearchParamType::Token
+            | SearchParamType::String
+            | SearchParamType::Date
+            | SearchParamType::Number
+            | SearchParamType::Quantity
+            | SearchParamType::Uri
+            | SearchParamType::Reference
+    );
+    (first == SearchParamType::Token && indexable).then_some([first, second])
+}
+
+/// How the first component's token appears in an entry's parameter name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySystem<'a> {
+    /// Any system or none (`code`).
+    Any,
+    /// No system (`|code`).
+    None,
+    /// `system|code`.
+    Is(&'a str),
+}
+
+/// The parameter name of entries of composite `param` whose first component is `code`.
+pub fn key(param: &str, system: KeySystem<'_>, code: &str) -> String {
+    match system {
+        KeySystem::Any => format!("{param}$*|{code}"),
+        KeySystem::None => format!("{param}$|{code}"),
+        KeySystem::Is(system) => format!("{param}${system}|{code}"),
+    }
+}
+
+/// Adds the entries of one value (`item`) of composite `param`'s expression.
+pub(super) fn add(
+    param: &CompiledParam,
+    subject: &Subject<'_>,
+    item: Item<'_>,
+    out: &mut IndexEntries,
+) {
+    let [(_, first), (second_kind, second)] = param.components.as_slice() else {
+        return;
+    };
+    let mut tokens = IndexEntries::default();
+    for value in first.evaluate_at(subject, item) {
+        convert::add_as("", SearchParamType::Token, value, &mut tokens);
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for TokenEntry { system, code, .. } in tokens.tokens {
+        let Some(code) = code else { continue };
+        keys.push(key(&param.code, KeySystem::Any, &code));
+        keys.push(match &system {
+            Some(system) => key(&param.code, KeySystem::Is(system), &code),
+            None => key(&param.code, KeySystem::None, &code),
+        });
+    }
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return;
+    }
+    for value in second.evaluate_at(subject, item) {
+        for key in &keys {
+            convert::add_as(key, *second_kind, value, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::index::extract;
+
+    #[test]
+    fn supported_shapes() {
+        let def = |url: &str| search_param::by_url(url).unwrap();
+        let base = "http://hl7.org/fhir/SearchParameter/";
+        for supported in [
+            "Observation-code-value-quantity",
+            "Observation-component-code-value-concept",
+            "Observation-code-value-date",
+            "Observation-code-value-string",
+            "Group-characteristic-value",
+        ] {
+            assert!(
+                parts(def(&format!("{base}{supported}"))).is_some(),
+                "{supported}"
+            );
+        }
+        for unsupported in [
+            "MolecularSequence-chromosome-variant-coordinate",
+            "DocumentReference-relationship",
+            "Patient-name",
+        ] {
+            assert!(
+                parts(def(&format!("{base}{unsupported}"))).is_none(),
+                "{unsupported}"
+            );
+        }
+    }
+
+    #[test]
+    fn components_pair_within_one_value() {
+        let bp = json!({
+            "resourceType": "Observation", "id": "bp", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"code": "8462-4"}]},
+                 "valueQuantity": {"value": 80, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+            ]
+        });
+        let entries = extract("Observation", &bp);
+        let mut found: Vec<(String, f64)> = entries
+            .quantities
+            .iter()
+            .filter(|q| q.param.starts_with("component-code-value-quantity$"))
+            .map(|q| (q.param.clone(), q.value))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            found,
+            [
+                ("component-code-value-quantity$*|8462-4".to_string(), 80.0),
+                ("component-code-value-quantity$*|8480-6".to_string(), 120.0),
+                (
+                    "component-code-value-quantity$http://loinc.org|8480-6".to_string(),
+                    120.0
+                ),
+                ("component-code-value-quantity$|8462-4".to_string(), 80.0),
+            ]
+        );
+        // The Observation itself has no value: no code-value-quantity entries.
+        assert!(
+            !entries
+                .quantities
+                .iter()
+                .any(|q| q.param.starts_with("code-value-quantity$"))
+        );
+    }
+}

@@ -1,0 +1,475 @@
+//! The statements of a search: a page of `count + 1` rows in the query's order, starting
+//! after (or ending before) a keyset cursor, and the total when asked for.
+//!
+//! The order is total: the sort keys, then the resource type (when several types are
+//! searched) and the id. Sorting by a search parameter reads the smallest (ascending) or
+//! largest (descending) indexed value of each match in a scalar subquery; resources without a
+//! value come last. Such a query selects the matches with their sort values in a subquery,
+//! and the keyset condition and `ORDER BY` apply to it.
+
+use super::condition::{self, Scope};
+use super::{Binder, Dialect, Param, RowData, Sql, VERSION_COLUMNS, limit_of};
+use crate::cursor::{self, CursorValue, Direction, SearchPosition};
+use crate::{IndexTable, SearchPage, SearchQuery, SortField, StoreResult};
+
+/// How to read a sort-key column selected after the version columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Int,
+    Float,
+    Text,
+}
+
+/// The statements that answer one search.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchPlan {
+    /// `count + 1` rows (in reverse order for a cursor that pages backwards); `None` when
+    /// `count` is 0.
+    pub page: Option<Sql>,
+    pub total: Option<Sql>,
+    /// The kinds of the sort-key columns the page selects after the version columns.
+    pub keys: Vec<KeyKind>,
+    direction: Option<Direction>,
+}
+
+/// One term of the order.
+struct OrderTerm {
+    expr: String,
+    descending: bool,
+    nullable: bool,
+}
+
+/// The alias-free version columns, qualified with `alias`.
+fn version_columns(alias: &str) -> String {
+    VERSION_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `r.resource_type` restricted to the query's types, and the scope conditions run in.
+fn type_filter(binder: &mut Binder, query: &SearchQuery) -> (Option<String>, Scope) {
+    match query.resource_types.as_slice() {
+        [] => (
+            None,
+            Scope {
+                alias: "r".into(),
+                bound_type: None,
+            },
+        ),
+        [one] => {
+            let t = binder.text(one);
+            (
+                Some(format!("r.resource_type = {t}")),
+                Scope {
+                    alias: "r".into(),
+                    bound_type: Some(t),
+                },
+            )
+        }
+        many => {
+            let p = binder.bind(Param::TextList(many.to_vec()));
+            (
+                Some(binder.dialect.in_text_list("r.resource_type", &p)),
+                Scope {
+                    alias: "r".into(),
+                    bound_type: None,
+                },
+            )
+        }
+    }
+}
+
+/// The `WHERE` clauses (without keyset) of a search's page and total.
+fn filter(binder: &mut Binder, query: &SearchQuery) -> Vec<String> {
+    let mut clauses = vec!["r.method <> 'D'".to_owned()];
+    let (types, scope) = type_filter(binder, query);
+    clauses.extend(types);
+    clauses.extend(
+        query
+            .conditions
+            .iter()
+            .map(|c| condition::condition(binder, c, &scope)),
+    );
+    clauses
+}
+
+/// The scalar subquery giving a match's sort value for a parameter.
+fn sort_value(binder: &mut Binder, param: &str, table: IndexTable, descending: bool) -> String {
+    let column = match (table, descending) {
+        (IndexTable::String, _) => "normalized",
+        (IndexTable::Token, _) => "code",
+        (IndexTable::Reference, _) => "url",
+        (IndexTable::Date, false) => "start_ms",
+        (IndexTable::Date, true) => "end_ms",
+        (IndexTable::Number | IndexTable::Quantity | IndexTable::Uri, _) => "value",
+    };
+    let aggregate = if descending { "max" } else { "min" };
+    let e = binder.alias("k");
+    let p = binder.text(param);
+    format!(
+        "(SELECT {aggregate}({e}.{column}) FROM {} {e} WHERE {e}.resource_type = r.resource_type \
+         AND {e}.id = r.id AND {e}.param = {p})",
+        table.table_name()
+    )
+}
+
+fn key_kind(table: IndexTable) -> KeyKind {
+    match table {
+        IndexTable::Date => KeyKind::Int,
+        IndexTable::Number | IndexTable::Quantity => KeyKind::Float,
+        _ => KeyKind::Text,
+    }
+}
+
+fn bind_value(binder: &mut Binder, value: &CursorValue) -> String {
+    binder.bind(match value {
+        CursorValue::Int(n) => Param::Int(*n),
+        CursorValue::Float(f) => Param::Float(*f),
+        CursorValue::Text(t) => Param::Text(t.clone()),
+        CursorValue::Null => Param::Text(String::new()),
+    })
+}
+
+/// The rows strictly after (or before) `values` in the order of `terms`: for some `i`, the
+/// first `i` terms equal the values and term `i` lies beyond its value. `NULL` sorts after
+/// every value in either direction.
+fn keyset(
+    binder: &mut Binder,
+    terms: &[OrderTerm],
+    values: &[CursorValue],
+    direction: Direction,
+) -> String {
+    let mut alternatives = Vec::with_capacity(terms.len());
+    for i in 0..terms.len() {
+        let (term, value) = (&terms[i], &values[i]);
+        let beyond = match (value, direction) {
+            (CursorValue::Null, Direction::After) => continue,
+            (CursorValue::Null, Direction::Before) => format!("{} IS NOT NULL", term.expr),
+            (value, direction) => {
+                let forward = term.descending == (direction == Direction::Before);
+                let op = if forward { ">" } else { "<" };
+                let compare = format!("{} {op} {}", term.expr, bind_value(binder, value));
+                if term.nullable && direction == Direction::After {
+                    format!("({compare} OR {} IS NULL)", term.expr)
+                } else {
+                    compare
+                }
+            }
+        };
+        let mut parts = Vec::with_capacity(i + 1);
+        for (earlier, value) in terms[..i].iter().zip(values) {
+            parts.push(match value {
+                CursorValue::Null => format!("{} IS NULL", earlier.expr),
+                value => format!("{} = {}", earlier.expr, bind_value(binder, value)),
+            });
+        }
+        parts.push(beyond);
+        alternatives.push(format!("({})", parts.join(" AND ")));
+    }
+    if alternatives.is_empty() {
+        "1=0".to_owned()
+    } else {
+        format!("({})", alternatives.join(" OR "))
+    }
+}
+
+fn order_by(terms: &[OrderTerm], direction: Direction) -> String {
+    let reverse = direction == Direction::Before;
+    terms
+        .iter()
+        .map(|t| {
+            let descending = t.descending != reverse;
+            let dir = if descending { "DESC" } else { "ASC" };
+            match (t.nullable, reverse) {
+                (false, _) => format!("{} {dir}", t.expr),
+                (true, false) => format!("{} {dir} NULLS LAST", t.expr),
+                (true, true) => format!("{} {dir} NULLS FIRST", t.expr),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the statements of a search.
+pub(crate) fn plan_search(dialect: Dialect, query: &SearchQuery) -> StoreResult<SearchPlan> {
+    let position = query
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode_search(&query.sort, c))
+        .transpose()?;
+    let total = if query.with_total {
+        let mut binder = Binder::new(dialect);
+        let filter = filter(&mut binder, query).join(" AND ");
+        Some(binder.finish(format!("SELECT count(*) FROM resources r WHERE {filter}")))
+    } else {
+        None
+    };
+    let keys: Vec<KeyKind> = query
+        .sort
+        .iter()
+        .filter_map(|k| match &k.field {
+            SortField::Param { table, .. } => Some(key_kind(*table)),
+            _ => None,
+        })
+        .collect();
+    let direction = position.as_ref().map(|p| p.direction);
+    if query.count == 0 {
+        return Ok(SearchPlan {
+            page: None,
+            total,
+            keys,
+            direction,
+        });
+    }
+
+    let mut binder = Binder::new(dialect);
+    let mut clauses = filter(&mut binder, query);
+    // With parameter sort keys, the matches and their sort values are a subquery `q`.
+    let wrapped = !keys.is_empty();
+    let row = if wrapped { "q" } else { "r" };
+    let mut terms = Vec::with_capacity(query.sort.len() + 2);
+    let mut key_columns = Vec::new();
+    for key in &query.sort {
+        let expr = match &key.field {
+            SortField::Id => format!("{row}.id"),
+            SortField::LastUpdated => format!("{row}.last_updated"),
+            SortField::Param { param, table } => {
+                let column = format!("k{}", key_columns.len());
+                let value = sort_value(&mut binder, param, *table, key.descending);
+                key_columns.push(format!("{value} AS {column}"));
+                format!("q.{column}")
+            }
+        };
+        terms.push(OrderTerm {
+            nullable: matches!(key.field, SortField::Param { .. }),
+            expr,
+            descending: key.descending,
+        });
+    }
+    if query.resource_types.len() != 1 {
+        terms.push(OrderTerm {
+            expr: format!("{row}.resource_type"),
+            descending: false,
+            nullable: false,
+        });
+    }
+    terms.push(OrderTerm {
+        expr: format!("{row}.id"),
+        descending: false,
+        nullable: false,
+    });
+
+    let mut outer = Vec::new();
+    if let Some(position) = &position {
+        let mut values = position.values.clone();
+        if query.resource_types.len() != 1 {
+            values.push(CursorValue::Text(position.resource_type.clone()));
+        }
+        values.push(CursorValue::Text(position.id.clone()));
+        let keyset = keyset(&mut binder, &terms, &values, position.direction);
+        if wrapped {
+            outer.push(keyset);
+        } else {
+            clauses.push(keyset);
+        }
+    }
+    let order = order_by(&terms, direction.unwrap_or(Direction::After));
+    let limit = binder.bind(Param::Int(limit_of(query.count)));
+    let text = if wrapped {
+        let inner = format!(
+            "SELECT {}, {} FROM resources r WHERE {}",
+            version_columns("r"),
+            key_columns.join(", "),
+            clauses.join(" AND ")
+        );
+        let names: Vec<String> = (0..key_columns.len()).map(|i| format!("q.k{i}")).collect();
+        let outer_filter = if outer.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", outer.join(" AND "))
+        };
+        format!(
+            "SELECT {}, {} FROM ({inner}) q{outer_filter} ORDER BY {order} LIMIT {limit}",
+            version_columns("q"),
+            names.join(", ")
+        )
+    } else {
+        format!(
+            "SELECT {} FROM resources r WHERE {} ORDER BY {order} LIMIT {limit}",
+            version_columns("r"),
+            clauses.join(" AND ")
+        )
+    };
+    Ok(SearchPlan {
+        page: Some(binder.finish(text)),
+        total,
+        keys,
+        direction,
+    })
+}
+
+/// The position of `row` in `query`'s order.
+fn position_of(query: &SearchQuery, row: &RowData, direction: Direction) -> SearchPosition {
+    let mut param_keys = row.keys.iter();
+    let values = query
+        .sort
+        .iter()
+        .map(|k| match k.field {
+            SortField::Id => CursorValue::Text(row.version.id.clone()),
+            SortField::LastUpdated => CursorValue::Int(row.version.last_updated.millis()),
+            SortField::Param { .. } => param_keys.next().cloned().unwrap_or(CursorValue::Null),
+        })
+        .collect();
+    SearchPosition {
+        direction,
+        values,
+        resource_type: row.version.resource_type.clone(),
+        id: row.version.id.clone(),
+    }
+}
+
+/// Turns the rows of [`SearchPlan::page`] (up to `count + 1`) into a page with its cursors.
+pub(crate) fn finish_search(
+    query: &SearchQuery,
+    plan: &SearchPlan,
+    mut rows: Vec<RowData>,
+    total: Option<i64>,
+) -> SearchPage {
+    let more = rows.len() > query.count;
+    rows.truncate(query.count);
+    let backwards = plan.direction == Some(Direction::Before);
+    if backwards {
+        rows.reverse();
+    }
+    let cursor_at = |row: Option<&RowData>, direction| {
+        row.map(|r| cursor::encode_search(&query.sort, &position_of(query, r, direction)))
+    };
+    let (next, previous) = match plan.direction {
+        None => (
+            if more {
+                cursor_at(rows.last(), Direction::After)
+            } else {
+                None
+            },
+            None,
+        ),
+        Some(Direction::After) => (
+            if more {
+                cursor_at(rows.last(), Direction::After)
+            } else {
+                None
+            },
+            cursor_at(rows.first(), Direction::Before),
+        ),
+        Some(Direction::Before) => (
+            cursor_at(rows.last(), Direction::After),
+            if more {
+                cursor_at(rows.first(), Direction::Before)
+            } else {
+                None
+            },
+        ),
+    };
+    SearchPage {
+        resources: rows.into_iter().map(|r| r.version).collect(),
+        next,
+        previous,
+        total: total.map(|t| u64::try_from(t).unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Condition, SortKey};
+
+    #[test]
+    fn search_sql_uses_only_placeholders() {
+        let sort = vec![SortKey {
+            field: SortField::Id,
+            descending: true,
+        }];
+        let cursor = cursor::encode_search(
+            &sort,
+            &SearchPosition {
+                direction: Direction::After,
+                values: vec![CursorValue::Text("abc".into())],
+                resource_type: "Patient".into(),
+                id: "abc".into(),
+            },
+        );
+        let query = SearchQuery {
+            resource_types: vec!["Patient".into(), "Observation".into()],
+            conditions: vec![
+                Condition::IdIn(vec!["x'; DROP TABLE resources; --".into()]),
+                Condition::Any(vec![
+                    Condition::LastUpdated {
+                        from: Some(1),
+                        to: None,
+                    },
+                    Condition::LastUpdatedNot { from: 2, to: 3 },
+                ]),
+            ],
+            sort,
+            count: 10,
+            cursor: Some(cursor),
+            with_total: true,
+        };
+        let plan = plan_search(Dialect::Postgres, &query).expect("plan");
+        let page = plan.page.expect("page");
+        assert!(!page.text.contains("DROP"));
+        assert_eq!(
+            page.text,
+            "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.method, r.body, r.seq \
+             FROM resources r WHERE r.method <> 'D' AND r.resource_type = ANY($1) AND \
+             r.id = ANY($2) AND ((r.last_updated >= $3) OR (r.last_updated < $4 OR \
+             r.last_updated >= $5)) AND ((r.id < $6) OR (r.id = $8 AND r.resource_type > $7) OR \
+             (r.id = $10 AND r.resource_type = $11 AND r.id > $9)) \
+             ORDER BY r.id DESC, r.resource_type ASC, r.id ASC LIMIT $12"
+        );
+        assert_eq!(page.params.len(), 12);
+        assert_eq!(page.params[11], Param::Int(11));
+        let total = plan.total.expect("total");
+        assert_eq!(total.params.len(), 5);
+    }
+
+    #[test]
+    fn parameter_sort_keys_are_a_subquery_with_nulls_last() {
+        let sort = vec![SortKey {
+            field: SortField::Param {
+                param: "birthdate".into(),
+                table: IndexTable::Date,
+            },
+            descending: true,
+        }];
+        let before = cursor::encode_search(
+            &sort,
+            &SearchPosition {
+                direction: Direction::Before,
+                values: vec![CursorValue::Null],
+                resource_type: "Patient".into(),
+                id: "p9".into(),
+            },
+        );
+        let query = SearchQuery {
+            resource_types: vec!["Patient".into()],
+            sort,
+            count: 5,
+            cursor: Some(before),
+            ..Default::default()
+        };
+        let plan = plan_search(Dialect::Sqlite, &query).expect("plan");
+        assert_eq!(plan.keys, [KeyKind::Int]);
+        assert_eq!(
+            plan.page.expect("page").text,
+            "SELECT q.resource_type, q.id, q.version_id, q.last_updated, q.method, q.body, q.seq, \
+             q.k0 FROM (SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.method, \
+             r.body, r.seq, (SELECT max(k1.end_ms) FROM idx_date k1 WHERE k1.resource_type = \
+             r.resource_type AND k1.id = r.id AND k1.param = ?2) AS k0 FROM resources r WHERE \
+             r.method <> 'D' AND r.resource_type = ?1) q WHERE ((q.k0 IS NOT NULL) OR \
+             (q.k0 IS NULL AND q.id < ?3)) ORDER BY q.k0 ASC NULLS FIRST, q.id DESC LIMIT ?4"
+        );
+    }
+}
