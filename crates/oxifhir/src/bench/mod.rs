@@ -8,7 +8,7 @@
 //! driver) at 1, 8 and 32 clients. Every row also reports the peak resident memory of the
 //! process during its scenario (server and load driver share the process).
 //!
-//! **Adding a scenario** (search, async kick-off and poll, export, reindex …): write a module
+//! **Adding a scenario** (async kick-off and poll, export, reindex …): write a module
 //! with an `async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>>`, add a [`Scenario`]
 //! variant that calls it, and list it in [`SCENARIOS`]. Timings are never asserted anywhere.
 
@@ -16,6 +16,7 @@ mod create;
 mod driver;
 mod import;
 mod read;
+mod search;
 mod table;
 mod update;
 
@@ -54,6 +55,10 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
+    /// Run only these scenarios (comma-separated: create, update, read, search); the import
+    /// that fills the database always runs first.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// What every scenario of one backend shares.
@@ -101,15 +106,18 @@ pub enum Scenario {
     Update,
     /// `GET` by id, beside a raw `SELECT body`.
     Read,
+    /// Search latency (token, date range, chain, deep pages), beside `GET` by id.
+    Search,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
-/// (search, async kick-off and poll, export, reindex) go here.
+/// (async kick-off and poll, export, reindex) go here.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::Import,
     Scenario::Create,
     Scenario::Update,
     Scenario::Read,
+    Scenario::Search,
 ];
 
 impl Scenario {
@@ -119,12 +127,31 @@ impl Scenario {
             Scenario::Create => create::run(env).await,
             Scenario::Update => update::run(env).await,
             Scenario::Read => read::run(env).await,
+            Scenario::Search => search::run(env).await,
+        }
+    }
+
+    /// The name `--only` selects it by.
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Import => "import",
+            Scenario::Create => "create",
+            Scenario::Update => "update",
+            Scenario::Read => "read",
+            Scenario::Search => "search",
         }
     }
 }
 
 /// Runs the benchmark and prints the table.
 pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|o| !SCENARIOS.iter().any(|s| s.name() == o.as_str()))
+    {
+        anyhow::bail!("--only: no scenario is called {unknown:?}");
+    }
     if args.quick {
         args.requests = 1000;
         args.clients = vec![1, 32];
@@ -205,7 +232,12 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
             server: None,
         };
         std::fs::create_dir_all(&env.scratch)?;
-        for scenario in SCENARIOS {
+        let selected = SCENARIOS.iter().filter(|s| {
+            matches!(s, Scenario::Import)
+                || args.only.is_empty()
+                || args.only.iter().any(|o| o == s.name())
+        });
+        for scenario in selected {
             table::reset_peak_memory();
             let mut measured = scenario
                 .run(&mut env)
