@@ -3,7 +3,8 @@
 //! `SERIALIZABLE`.
 //!
 //! With a schema, every pooled connection starts with `search_path=<schema>` (startup option),
-//! so the SQL never names the schema.
+//! so the SQL never names the schema. Every connection plans each execution of a prepared
+//! statement for its values (`plan_cache_mode=force_custom_plan`).
 //!
 //! A transaction owns its pooled connection through a [`Lease`]: committed, the connection
 //! goes back to the pool; dropped uncommitted, a task runs `ROLLBACK` before giving it back;
@@ -65,16 +66,20 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        // Search statements are prepared once but their selectivity depends on their values
+        // (a date range of a day or of ten years): a generic plan cached for all values can be
+        // off by orders of magnitude, so every execution is planned for its values.
+        let mut options = vec!["-c plan_cache_mode=force_custom_plan".to_owned()];
         if let Some(schema) = schema {
             schema::validate_schema_name(schema)?;
-            let options = match config.get_options() {
-                Some(existing) if !existing.trim().is_empty() => {
-                    format!("{existing} -c search_path={schema}")
-                }
-                _ => format!("-c search_path={schema}"),
-            };
-            config.options(options);
+            options.push(format!("-c search_path={schema}"));
         }
+        if let Some(existing) = config.get_options()
+            && !existing.trim().is_empty()
+        {
+            options.insert(0, existing.to_owned());
+        }
+        config.options(options.join(" "));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -126,6 +131,20 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn end_bulk_load(&self) -> StoreResult<()> {
+        // Fresh planner statistics: until autovacuum gets to them, the planner takes freshly
+        // loaded tables for nearly empty ones and picks nested loops that take minutes.
+        let tables: Vec<&str> = ["resources", "history"]
+            .into_iter()
+            .chain(crate::sql::INDEX_TABLES)
+            .collect();
+        self.client()
+            .await?
+            .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+            .await
+            .map_err(map_err)
     }
 
     fn jobs(&self) -> &dyn JobQueue {

@@ -127,7 +127,7 @@ pub(super) async fn vread(
 
 /// A page of current, not deleted resources.
 pub(super) async fn search(client: &ClientWrapper, query: &SearchQuery) -> StoreResult<SearchPage> {
-    let plan = sql::plan_search(Dialect::Postgres, query)?;
+    let plan = sql::plan_search(Dialect::Postgres, query, &[])?;
     let found = match &plan.page {
         Some(page) => rows_with_keys(client, page, &plan.keys).await?,
         None => Vec::new(),

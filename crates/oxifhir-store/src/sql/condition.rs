@@ -166,16 +166,49 @@ pub(super) fn condition(binder: &mut Binder, cond: &Condition, scope: &Scope) ->
 
 /// Some entry of `param` passes one of `tests` (tests on different tables are alternatives).
 fn entries(binder: &mut Binder, param: &str, tests: &[EntryTest], scope: &Scope) -> String {
+    let alternatives: Vec<String> = entry_filters(binder, param, tests)
+        .into_iter()
+        .map(|f| {
+            scope.member_of(
+                &f.from,
+                &format!("{}.resource_type", f.alias),
+                &format!("{}.id", f.alias),
+                &f.filter,
+            )
+        })
+        .collect();
+    either(alternatives)
+}
+
+/// The alternatives joined with `OR` (`1=0` when there are none).
+fn either(mut alternatives: Vec<String>) -> String {
+    match alternatives.len() {
+        0 => "1=0".to_owned(),
+        1 => alternatives.remove(0),
+        _ => format!("({})", alternatives.join(" OR ")),
+    }
+}
+
+/// The entries of one index table that a condition tests.
+struct EntryFilter {
+    /// The index table.
+    table: &'static str,
+    /// `idx_… alias`.
+    from: String,
+    alias: String,
+    /// The parameter and the tests, over `alias`.
+    filter: String,
+}
+
+/// One [`EntryFilter`] per index table the tests of `param` touch.
+fn entry_filters(binder: &mut Binder, param: &str, tests: &[EntryTest]) -> Vec<EntryFilter> {
     let mut tables: Vec<IndexTable> = Vec::new();
     for test in tests {
         if !tables.contains(&test.table()) {
             tables.push(test.table());
         }
     }
-    if tables.is_empty() {
-        return "1=0".to_owned();
-    }
-    let mut alternatives = Vec::with_capacity(tables.len());
+    let mut filters = Vec::with_capacity(tables.len());
     for table in tables {
         let e = binder.alias("e");
         let p = binder.text(param);
@@ -189,18 +222,72 @@ fn entries(binder: &mut Binder, param: &str, tests: &[EntryTest], scope: &Scope)
         } else {
             format!("{e}.param = {p} AND ({})", checks.join(" OR "))
         };
-        alternatives.push(scope.member_of(
-            &format!("{} {e}", table.table_name()),
-            &format!("{e}.resource_type"),
-            &format!("{e}.id"),
-            &filter,
-        ));
+        filters.push(EntryFilter {
+            table: table.table_name(),
+            from: format!("{} {e}", table.table_name()),
+            alias: e,
+            filter,
+        });
     }
-    if alternatives.len() == 1 {
-        alternatives.remove(0)
-    } else {
-        format!("({})", alternatives.join(" OR "))
+    filters
+}
+
+/// A [`Condition::Match`] as a probe of the row's own index entries (`EXISTS` on the
+/// `(resource_type, id, param)` index) instead of a membership test: cheaper when the
+/// condition holds for so many rows that a search walking rows in order meets a match soon.
+/// `None` for other conditions.
+pub(super) fn probe(binder: &mut Binder, cond: &Condition, scope: &Scope) -> Option<String> {
+    let Condition::Match { param, tests } = cond else {
+        return None;
+    };
+    let a = &scope.alias;
+    let dialect = binder.dialect;
+    let probes: Vec<String> = entry_filters(binder, param, tests)
+        .into_iter()
+        .map(|f| {
+            // Without statistics SQLite prefers a range on the value index, which scans
+            // every match for each row; the probe must seek the row's own entries.
+            let from = match dialect {
+                super::Dialect::Sqlite => format!("{} INDEXED BY {}_res", f.from, f.table),
+                super::Dialect::Postgres => f.from,
+            };
+            format!(
+                "EXISTS (SELECT 1 FROM {from} WHERE {e}.resource_type = {a}.resource_type \
+                 AND {e}.id = {a}.id AND {filter})",
+                e = f.alias,
+                filter = f.filter,
+            )
+        })
+        .collect();
+    Some(either(probes))
+}
+
+/// `SELECT count(*)` of the index entries of resources of type `resource_type` that pass a
+/// [`Condition::Match`] on one index table, counting no further than `cap`; `None` for other
+/// conditions.
+pub(super) fn capped_count(
+    binder: &mut Binder,
+    cond: &Condition,
+    resource_type: &str,
+    cap: usize,
+) -> Option<String> {
+    let Condition::Match { param, tests } = cond else {
+        return None;
+    };
+    let mut filters = entry_filters(binder, param, tests);
+    if filters.len() != 1 {
+        return None;
     }
+    let f = filters.remove(0);
+    let t = binder.text(resource_type);
+    let cap = binder.bind(Param::Int(cap as i64));
+    Some(format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {e}.resource_type = {t} AND {filter} \
+         LIMIT {cap}) c",
+        from = f.from,
+        e = f.alias,
+        filter = f.filter,
+    ))
 }
 
 /// The smallest string greater than every string that starts with `prefix`, if there is one.

@@ -82,17 +82,53 @@ fn type_filter(binder: &mut Binder, query: &SearchQuery) -> (Option<String>, Sco
 }
 
 /// The `WHERE` clauses (without keyset) of a search's page and total.
-fn filter(binder: &mut Binder, query: &SearchQuery) -> Vec<String> {
+///
+/// The top-level conditions whose positions are in `probed` are probes of each row's own
+/// index entries ([`condition::probe`]) rather than membership tests.
+fn filter(binder: &mut Binder, query: &SearchQuery, probed: &[usize]) -> Vec<String> {
     let mut clauses = vec!["r.method <> 'D'".to_owned()];
     let (types, scope) = type_filter(binder, query);
     clauses.extend(types);
-    clauses.extend(
-        query
-            .conditions
-            .iter()
-            .map(|c| condition::condition(binder, c, &scope)),
-    );
+    for (i, c) in query.conditions.iter().enumerate() {
+        let probe = if probed.contains(&i) {
+            condition::probe(binder, c, &scope)
+        } else {
+            None
+        };
+        clauses.push(probe.unwrap_or_else(|| condition::condition(binder, c, &scope)));
+    }
     clauses
+}
+
+/// For a search of one type in id or `_lastUpdated` order, the conditions that may be
+/// probed row by row instead of tested for membership (see [`plan_search`]): each one's
+/// position in `query.conditions` and a statement counting its matching index entries up to
+/// `cap`. Empty for other searches, which sort their matches and so need them all.
+pub(crate) fn probe_candidates(
+    dialect: Dialect,
+    query: &SearchQuery,
+    cap: usize,
+) -> Vec<(usize, Sql)> {
+    let [resource_type] = query.resource_types.as_slice() else {
+        return Vec::new();
+    };
+    let in_row_order = query
+        .sort
+        .iter()
+        .all(|k| matches!(k.field, SortField::Id | SortField::LastUpdated));
+    if !in_row_order || query.count == 0 {
+        return Vec::new();
+    }
+    query
+        .conditions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let mut binder = Binder::new(dialect);
+            let text = condition::capped_count(&mut binder, c, resource_type, cap)?;
+            Some((i, binder.finish(text)))
+        })
+        .collect()
 }
 
 /// The scalar subquery giving a match's sort value for a parameter.
@@ -193,7 +229,16 @@ fn order_by(terms: &[OrderTerm], direction: Direction) -> String {
 }
 
 /// Builds the statements of a search.
-pub(crate) fn plan_search(dialect: Dialect, query: &SearchQuery) -> StoreResult<SearchPlan> {
+///
+/// The conditions whose positions are in `probed` (from [`probe_candidates`]) are tested on
+/// each row the page walks in order rather than as membership in all their matches: for
+/// conditions that hold for many rows, a page then costs what reaching its rows costs, not
+/// what collecting every match costs. The total, if asked for, counts by membership.
+pub(crate) fn plan_search(
+    dialect: Dialect,
+    query: &SearchQuery,
+    probed: &[usize],
+) -> StoreResult<SearchPlan> {
     let position = query
         .cursor
         .as_deref()
@@ -201,7 +246,7 @@ pub(crate) fn plan_search(dialect: Dialect, query: &SearchQuery) -> StoreResult<
         .transpose()?;
     let total = if query.with_total {
         let mut binder = Binder::new(dialect);
-        let filter = filter(&mut binder, query).join(" AND ");
+        let filter = filter(&mut binder, query, &[]).join(" AND ");
         Some(binder.finish(format!("SELECT count(*) FROM resources r WHERE {filter}")))
     } else {
         None
@@ -225,7 +270,7 @@ pub(crate) fn plan_search(dialect: Dialect, query: &SearchQuery) -> StoreResult<
     }
 
     let mut binder = Binder::new(dialect);
-    let mut clauses = filter(&mut binder, query);
+    let mut clauses = filter(&mut binder, query, probed);
     // With parameter sort keys, the matches and their sort values are a subquery `q`.
     let wrapped = !keys.is_empty();
     let row = if wrapped { "q" } else { "r" };
@@ -417,7 +462,7 @@ mod tests {
             cursor: Some(cursor),
             with_total: true,
         };
-        let plan = plan_search(Dialect::Postgres, &query).expect("plan");
+        let plan = plan_search(Dialect::Postgres, &query, &[]).expect("plan");
         let page = plan.page.expect("page");
         assert!(!page.text.contains("DROP"));
         assert_eq!(
@@ -460,7 +505,7 @@ mod tests {
             cursor: Some(before),
             ..Default::default()
         };
-        let plan = plan_search(Dialect::Sqlite, &query).expect("plan");
+        let plan = plan_search(Dialect::Sqlite, &query, &[]).expect("plan");
         assert_eq!(plan.keys, [KeyKind::Int]);
         assert_eq!(
             plan.page.expect("page").text,

@@ -41,6 +41,8 @@ pub struct SqliteStore {
     group: Arc<group::GroupCommit>,
     readers: Arc<ReaderPool>,
     jobs: SqlJobQueue<jobs::SqliteJobs>,
+    /// Conditions matching at least this many index entries are probed row by row.
+    probe_from: usize,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -88,9 +90,18 @@ impl SqliteStore {
                 writer,
                 group: Arc::default(),
                 readers,
+                probe_from: search::PROBE_FROM,
             })
         })
         .await
+    }
+
+    /// The same store with searches probing a condition row by row once it matches at least
+    /// `entries` index entries (see `sql::plan_search`); tests lower it to exercise probing
+    /// on small data sets.
+    pub fn with_probe_from(mut self, entries: usize) -> Self {
+        self.probe_from = entries;
+        self
     }
 
     /// Number of search index rows per table (in [`crate::sql::INDEX_TABLES`] order) for one
@@ -116,7 +127,10 @@ impl Store for SqliteStore {
 
     async fn begin(&self, _isolation: Isolation) -> StoreResult<Box<dyn StoreTx>> {
         let guard = self.writer.clone().lock_owned().await;
-        let mut tx = SqliteTx { conn: Some(guard) };
+        let mut tx = SqliteTx {
+            conn: Some(guard),
+            probe_from: self.probe_from,
+        };
         tx.run(|conn| {
             // A transaction whose future was cancelled mid-call may have left one open.
             if !conn.is_autocommit() {
@@ -169,9 +183,9 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        let query = query.clone();
+        let (query, probe_from) = (query.clone(), self.probe_from);
         self.readers
-            .run(move |conn| search::search(conn, &query))
+            .run(move |conn| search::search(conn, &query, probe_from))
             .await
     }
 
@@ -234,6 +248,7 @@ impl Store for SqliteStore {
         let param = param.clone();
         let mut tx = SqliteTx {
             conn: Some(self.writer.clone().lock_owned().await),
+            probe_from: self.probe_from,
         };
         tx.run(move |conn| {
             if !conn.is_autocommit() {
@@ -267,6 +282,7 @@ impl Store for SqliteStore {
 struct SqliteTx {
     /// `None` only while a blocking call holds it, or after commit.
     conn: Option<OwnedMutexGuard<Connection>>,
+    probe_from: usize,
 }
 
 impl SqliteTx {
@@ -328,7 +344,9 @@ impl StoreTx for SqliteTx {
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage> {
         let query = query.clone();
-        self.run(move |conn| search::search(conn, &query)).await
+        let probe_from = self.probe_from;
+        self.run(move |conn| search::search(conn, &query, probe_from))
+            .await
     }
 
     async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {

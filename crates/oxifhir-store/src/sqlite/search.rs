@@ -127,9 +127,24 @@ pub(super) fn vread(
     Ok(row.map(|r| r.version))
 }
 
+/// By default, a condition with at least this many matching index entries is probed row by
+/// row (see [`sql::plan_search`]): SQLite would otherwise collect every match of it for each
+/// page.
+pub(super) const PROBE_FROM: usize = 2000;
+
 /// A page of current, not deleted resources.
-pub(super) fn search(conn: &Connection, query: &SearchQuery) -> StoreResult<SearchPage> {
-    let plan = sql::plan_search(Dialect::Sqlite, query)?;
+pub(super) fn search(
+    conn: &Connection,
+    query: &SearchQuery,
+    probe_from: usize,
+) -> StoreResult<SearchPage> {
+    let mut probed = Vec::new();
+    for (i, statement) in sql::probe_candidates(Dialect::Sqlite, query, probe_from) {
+        if count(conn, &statement)? >= probe_from as i64 {
+            probed.push(i);
+        }
+    }
+    let plan = sql::plan_search(Dialect::Sqlite, query, &probed)?;
     let found = match &plan.page {
         Some(page) => rows_with_keys(conn, page, &plan.keys)?,
         None => Vec::new(),

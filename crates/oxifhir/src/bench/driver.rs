@@ -13,6 +13,8 @@ use oxifhir_store::Store;
 pub enum Req {
     /// `GET url`.
     Get(String),
+    /// `GET url` with `Prefer: respond-async` (answered `202`).
+    GetAsync(String),
     /// `POST url` with a FHIR JSON body.
     Post(String, Vec<u8>),
     /// `PUT url` with a FHIR JSON body.
@@ -62,6 +64,7 @@ pub async fn drive(
                 let t = Instant::now();
                 let request = match make(i) {
                     Req::Get(url) => client.get(url),
+                    Req::GetAsync(url) => client.get(url).header("prefer", "respond-async"),
                     Req::Post(url, body) => client.post(url).body(body),
                     Req::Put(url, body) => client.put(url).body(body),
                 };

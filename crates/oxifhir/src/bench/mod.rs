@@ -8,10 +8,11 @@
 //! driver) at 1, 8 and 32 clients. Every row also reports the peak resident memory of the
 //! process during its scenario (server and load driver share the process).
 //!
-//! **Adding a scenario** (async kick-off and poll, export, reindex …): write a module
+//! **Adding a scenario** (export, reindex …): write a module
 //! with an `async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>>`, add a [`Scenario`]
 //! variant that calls it, and list it in [`SCENARIOS`]. Timings are never asserted anywhere.
 
+mod asynchronous;
 mod create;
 mod driver;
 mod import;
@@ -55,7 +56,7 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search); the import
+    /// Run only these scenarios (comma-separated: create, update, read, search, async); the import
     /// that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -93,6 +94,11 @@ impl Env {
         self.server = Some((store, base.clone()));
         Ok(base)
     }
+
+    /// The store behind [`Env::base`], once that has started.
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        self.server.as_ref().map(|(store, _)| store.clone())
+    }
 }
 
 /// A measured scenario. Scenarios run in the order of [`SCENARIOS`].
@@ -108,16 +114,19 @@ pub enum Scenario {
     Read,
     /// Search latency (token, date range, chain, deep pages), beside `GET` by id.
     Search,
+    /// Async kick-off, status polls, kick-off to start, `DELETE` to stop.
+    Async,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
-/// (async kick-off and poll, export, reindex) go here.
+/// (export, reindex) go here.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::Import,
     Scenario::Create,
     Scenario::Update,
     Scenario::Read,
     Scenario::Search,
+    Scenario::Async,
 ];
 
 impl Scenario {
@@ -128,6 +137,7 @@ impl Scenario {
             Scenario::Update => update::run(env).await,
             Scenario::Read => read::run(env).await,
             Scenario::Search => search::run(env).await,
+            Scenario::Async => asynchronous::run(env).await,
         }
     }
 
@@ -139,6 +149,7 @@ impl Scenario {
             Scenario::Update => "update",
             Scenario::Read => "read",
             Scenario::Search => "search",
+            Scenario::Async => "async",
         }
     }
 }

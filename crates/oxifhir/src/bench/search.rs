@@ -51,7 +51,10 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     let read = {
         let (base, ids) = (base.clone(), ids.clone());
         driver::drive(&env.client, repeat, 1, move |i| {
-            Req::Get(format!("{base}/Patient/{}", ids[i.wrapping_mul(7919) % ids.len()]))
+            Req::Get(format!(
+                "{base}/Patient/{}",
+                ids[i.wrapping_mul(7919) % ids.len()]
+            ))
         })
         .await?
     };
@@ -62,7 +65,12 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
         let url = format!("{base}/{query}");
         let matched = first_page_size(&env.client, &url).await?;
         let stats = driver::drive(&env.client, repeat, 1, move |_| Req::Get(url.clone())).await?;
-        rows.push(row(env, &format!("{name}, {matched} on page 1"), &stats, &baseline));
+        rows.push(row(
+            env,
+            &format!("{name}, {matched} on page 1"),
+            &stats,
+            &baseline,
+        ));
     }
 
     let first = format!("{base}/{PAGED}");
