@@ -21,6 +21,9 @@ pub(super) struct Scope {
     /// The row's type as a bound placeholder when it is one known type, else `None` (read
     /// it from the row).
     pub bound_type: Option<String>,
+    /// `> ?n` or `< ?n`: the ids a page can still reach, when the search is in id order from
+    /// a cursor. Membership subqueries repeat it, so they read their index from the cursor on.
+    pub id_bound: Option<String>,
 }
 
 impl Scope {
@@ -37,10 +40,17 @@ impl Scope {
         filter: &str,
     ) -> String {
         match &self.bound_type {
-            Some(t) => format!(
-                "{}.id IN (SELECT {subquery_id} FROM {from} WHERE {subquery_type} = {t} AND {filter})",
-                self.alias
-            ),
+            Some(t) => {
+                let bound = match &self.id_bound {
+                    Some(bound) => format!(" AND {subquery_id} {bound}"),
+                    None => String::new(),
+                };
+                format!(
+                    "{}.id IN (SELECT {subquery_id} FROM {from} WHERE {subquery_type} = {t} AND \
+                     {filter}{bound})",
+                    self.alias
+                )
+            }
             None => format!(
                 "({a}.resource_type, {a}.id) IN (SELECT {subquery_type}, {subquery_id} FROM {from} \
                  WHERE {filter})",
@@ -118,6 +128,7 @@ pub(super) fn condition(binder: &mut Binder, cond: &Condition, scope: &Scope) ->
             let target = Scope {
                 alias: binder.alias("t"),
                 bound_type: Some(t.clone()),
+                id_bound: None,
             };
             let inner = all(binder, conditions, &target);
             let ta = &target.alias;
@@ -147,6 +158,7 @@ pub(super) fn condition(binder: &mut Binder, cond: &Condition, scope: &Scope) ->
             let source = Scope {
                 alias: binder.alias("s"),
                 bound_type: Some(s.clone()),
+                id_bound: None,
             };
             let inner = all(binder, conditions, &source);
             let sa = &source.alias;
@@ -515,6 +527,7 @@ mod tests {
         let scope = Scope {
             alias: "r".into(),
             bound_type: Some(binder.text("Observation")),
+            id_bound: None,
         };
         let chain = Condition::Chain {
             param: "subject".into(),
@@ -538,6 +551,7 @@ mod tests {
         let any_type = Scope {
             alias: "r".into(),
             bound_type: None,
+            id_bound: None,
         };
         let missing = Condition::NoMatch {
             param: "_tag".into(),

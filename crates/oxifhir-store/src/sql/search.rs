@@ -56,6 +56,7 @@ fn type_filter(binder: &mut Binder, query: &SearchQuery) -> (Option<String>, Sco
             Scope {
                 alias: "r".into(),
                 bound_type: None,
+                id_bound: None,
             },
         ),
         [one] => {
@@ -65,6 +66,7 @@ fn type_filter(binder: &mut Binder, query: &SearchQuery) -> (Option<String>, Sco
                 Scope {
                     alias: "r".into(),
                     bound_type: Some(t),
+                    id_bound: None,
                 },
             )
         }
@@ -75,6 +77,7 @@ fn type_filter(binder: &mut Binder, query: &SearchQuery) -> (Option<String>, Sco
                 Scope {
                     alias: "r".into(),
                     bound_type: None,
+                    id_bound: None,
                 },
             )
         }
@@ -85,9 +88,19 @@ fn type_filter(binder: &mut Binder, query: &SearchQuery) -> (Option<String>, Sco
 ///
 /// The top-level conditions whose positions are in `probed` are probes of each row's own
 /// index entries ([`condition::probe`]) rather than membership tests.
-fn filter(binder: &mut Binder, query: &SearchQuery, probed: &[usize]) -> Vec<String> {
+///
+/// `id_bound` (see [`Scope::id_bound`]) narrows the membership tests of a page in id order.
+fn filter(
+    binder: &mut Binder,
+    query: &SearchQuery,
+    probed: &[usize],
+    id_bound: Option<String>,
+) -> Vec<String> {
     let mut clauses = vec!["r.method <> 'D'".to_owned()];
-    let (types, scope) = type_filter(binder, query);
+    let (types, mut scope) = type_filter(binder, query);
+    if scope.bound_type.is_some() {
+        scope.id_bound = id_bound;
+    }
     clauses.extend(types);
     for (i, c) in query.conditions.iter().enumerate() {
         let probe = if probed.contains(&i) {
@@ -246,7 +259,7 @@ pub(crate) fn plan_search(
         .transpose()?;
     let total = if query.with_total {
         let mut binder = Binder::new(dialect);
-        let filter = filter(&mut binder, query, &[]).join(" AND ");
+        let filter = filter(&mut binder, query, &[], None).join(" AND ");
         Some(binder.finish(format!("SELECT count(*) FROM resources r WHERE {filter}")))
     } else {
         None
@@ -270,7 +283,20 @@ pub(crate) fn plan_search(
     }
 
     let mut binder = Binder::new(dialect);
-    let mut clauses = filter(&mut binder, query, probed);
+    // In id order from a cursor, no row on the far side of the cursor can be on the page.
+    let id_bound = match &position {
+        Some(position)
+            if query.resource_types.len() == 1
+                && query.sort.iter().all(|k| k.field == SortField::Id) =>
+        {
+            let descending = query.sort.first().is_some_and(|k| k.descending);
+            let forward = descending == (position.direction == Direction::Before);
+            let op = if forward { ">" } else { "<" };
+            Some(format!("{op} {}", binder.text(&position.id)))
+        }
+        _ => None,
+    };
+    let mut clauses = filter(&mut binder, query, probed, id_bound);
     // With parameter sort keys, the matches and their sort values are a subquery `q`.
     let wrapped = !keys.is_empty();
     let row = if wrapped { "q" } else { "r" };
@@ -428,7 +454,7 @@ pub(crate) fn finish_search(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Condition, SortKey};
+    use crate::{Condition, EntryTest, SortKey};
 
     #[test]
     fn search_sql_uses_only_placeholders() {
@@ -516,5 +542,51 @@ mod tests {
              r.method <> 'D' AND r.resource_type = ?1) q WHERE ((q.k0 IS NOT NULL) OR \
              (q.k0 IS NULL AND q.id < ?3)) ORDER BY q.k0 ASC NULLS FIRST, q.id DESC LIMIT ?4"
         );
+    }
+
+    #[test]
+    fn broad_conditions_are_probed_only_in_row_order() {
+        let category = Condition::Match {
+            param: "category".into(),
+            tests: vec![EntryTest::Exists(IndexTable::Token)],
+        };
+        let query = SearchQuery {
+            resource_types: vec!["Observation".into()],
+            conditions: vec![Condition::IdNotIn(vec!["x".into()]), category],
+            count: 50,
+            ..Default::default()
+        };
+        let candidates = probe_candidates(Dialect::Sqlite, &query, 2000);
+        assert_eq!(candidates.len(), 1, "only the index condition is counted");
+        assert_eq!(candidates[0].0, 1);
+        assert_eq!(
+            candidates[0].1.text,
+            "SELECT count(*) FROM (SELECT 1 FROM idx_token e1 WHERE e1.resource_type = ?2 AND \
+             e1.param = ?1 LIMIT ?3) c"
+        );
+        let plan = plan_search(Dialect::Sqlite, &query, &[1]).expect("plan");
+        assert!(
+            plan.page.expect("page").text.contains(
+                "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY idx_token_res WHERE \
+                 e1.resource_type = r.resource_type AND e1.id = r.id AND e1.param = ?"
+            )
+        );
+
+        let sorted = SearchQuery {
+            sort: vec![SortKey {
+                field: SortField::Param {
+                    param: "date".into(),
+                    table: IndexTable::Date,
+                },
+                descending: false,
+            }],
+            ..query.clone()
+        };
+        assert!(probe_candidates(Dialect::Sqlite, &sorted, 2000).is_empty());
+        let two_types = SearchQuery {
+            resource_types: vec!["Observation".into(), "Condition".into()],
+            ..query
+        };
+        assert!(probe_candidates(Dialect::Sqlite, &two_types, 2000).is_empty());
     }
 }
