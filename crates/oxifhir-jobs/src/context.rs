@@ -75,6 +75,33 @@ impl JobContext {
             .clone()
     }
 
+    /// Stores where the job has got to, with the current progress, inside `tx`: the
+    /// checkpoint commits exactly when the work done in `tx` does, so a resumed attempt
+    /// neither repeats nor skips it. `Err(Stopped)` when this attempt no longer holds the job
+    /// (the caller then drops `tx`, rolling its work back).
+    pub async fn checkpoint_in(
+        &self,
+        tx: &mut dyn oxifhir_store::StoreTx,
+        data: &[u8],
+    ) -> Result<(), JobError> {
+        self.check()?;
+        let progress = self.progress();
+        let held = tx
+            .job_checkpoint(
+                &self.record.id,
+                self.record.attempt,
+                data,
+                progress.as_deref(),
+            )
+            .await?;
+        if held {
+            Ok(())
+        } else {
+            self.stop.cancel();
+            Err(JobError::Stopped)
+        }
+    }
+
     /// Stores where the job has got to, with the current progress, and (the first time one
     /// is given) the job's transaction time. `Err(Stopped)` when this attempt no longer holds
     /// the job: whatever it did after its last checkpoint is another attempt's to redo.

@@ -565,12 +565,10 @@ mod tests {
              e1.param = ?1 LIMIT ?3) c"
         );
         let plan = plan_search(Dialect::Sqlite, &query, &[1]).expect("plan");
-        assert!(
-            plan.page.expect("page").text.contains(
-                "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY idx_token_res WHERE \
+        assert!(plan.page.expect("page").text.contains(
+            "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY idx_token_res WHERE \
                  e1.resource_type = r.resource_type AND e1.id = r.id AND e1.param = ?"
-            )
-        );
+        ));
 
         let sorted = SearchQuery {
             sort: vec![SortKey {
