@@ -105,6 +105,10 @@ impl FhirServer {
             Arc::new(operations::reindex::job::ReindexJob::new(self.clone())),
         );
         runtime.register(
+            operations::expunge::KIND,
+            Arc::new(operations::expunge::job::ExpungeJob::new(self.clone())),
+        );
+        runtime.register(
             operations::export::KIND,
             Arc::new(operations::export::job::ExportJob::new(self.clone())),
         );

@@ -9,6 +9,7 @@
 pub mod async_job_cancel;
 pub mod definition;
 pub mod export;
+pub mod expunge;
 pub mod parameters;
 pub mod reindex;
 
@@ -107,6 +108,7 @@ pub static OPERATIONS: &[&OperationDef] = &[
     &export::PATIENT,
     &export::GROUP,
     &reindex::DEF,
+    &expunge::DEF,
 ];
 
 /// The operation `name` at `target`, or the error a client gets for it (400 `not-supported`).

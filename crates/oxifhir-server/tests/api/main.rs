@@ -10,6 +10,7 @@ mod bundle;
 mod crud;
 mod custom_params;
 mod export;
+mod expunge;
 mod input;
 mod reindex;
 mod search_composite;

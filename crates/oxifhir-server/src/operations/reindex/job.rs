@@ -387,10 +387,13 @@ async fn write(
         next.after_id = prepared.last_id.clone();
     }
     if let Some(ctx) = ctx {
-        ctx.set_progress(next.text());
-        ctx.checkpoint_in(tx.as_mut(), &next.bytes()?).await?;
+        ctx.checkpoint_in(tx.as_mut(), &next.bytes()?, &next.text())
+            .await?;
     }
     tx.commit().await.map_err(job_error)?;
+    if let Some(ctx) = ctx {
+        ctx.set_progress(next.text());
+    }
     Ok(next)
 }
 
