@@ -1,7 +1,8 @@
-//! Process crash tests of Bulk Data export on the job runtime: the real `oxifhir serve`
-//! binary, a long (throttled) export, the process running it killed with SIGKILL, and the
-//! export finished from its checkpoint — by a second process sharing the PostgreSQL schema, or
-//! by the same SQLite database started again — with files equal to an uninterrupted run's.
+//! Process crash tests of Bulk Data export and `$reindex` on the job runtime: the real
+//! `oxifhir serve` binary, a long (throttled) job, the process running it killed with SIGKILL,
+//! and the job finished from its checkpoint — by a second process sharing the PostgreSQL
+//! schema, or by the same SQLite database started again — with files equal to an
+//! uninterrupted run's (export), or with exact counts and every resource indexed (reindex).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,6 +53,12 @@ async fn start(db: &[String], exports: &Path, log: &Path) -> Node {
         .arg(exports)
         .args(["--export-part-size", "20", "--export-batch", "10"])
         .args(["--export-throttle", "60ms"])
+        .args([
+            "--maintenance-batch",
+            "10",
+            "--maintenance-throttle",
+            "100ms",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -114,13 +121,14 @@ async fn kickoff(base: &str) -> String {
     location.rsplit('/').next().expect("id").to_owned()
 }
 
-/// Waits until the job has checkpointed at least one file part; returns its worker's pid.
-async fn running_worker(store: &dyn Store, id: &str) -> u32 {
+/// Waits until the job has checkpointed some work (its progress starts with `done` and is
+/// not `done 0`); returns its worker's pid.
+async fn running_worker(store: &dyn Store, id: &str, done: &str) -> u32 {
     for _ in 0..400 {
         if let Some(job) = store.jobs().job(id).await.expect("job")
             && let (Some(worker), Some(progress)) = (&job.worker, &job.progress)
-            && progress.starts_with("Exported ")
-            && !progress.starts_with("Exported 0 ")
+            && progress.starts_with(done)
+            && !progress.starts_with(&format!("{done}0 "))
         {
             let pid = worker
                 .strip_prefix("pid")
@@ -130,7 +138,7 @@ async fn running_worker(store: &dyn Store, id: &str) -> u32 {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the export made no progress");
+    panic!("the job made no progress");
 }
 
 /// Polls `{base}/_async/{id}` until the manifest; returns it.
@@ -245,7 +253,7 @@ async fn postgres_export_survives_a_killed_node() {
     load(&a.base).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
     let id = kickoff(&a.base).await;
-    let pid = running_worker(store.as_ref(), &id).await;
+    let pid = running_worker(store.as_ref(), &id, "Exported ").await;
     let survivor = if pid == a.pid() {
         a.kill();
         &b
@@ -283,7 +291,7 @@ async fn sqlite_export_survives_a_restart() {
     let id = kickoff(&node.base).await;
     {
         let store = oxifhir_store::open(&s.config).await.expect("store");
-        let pid = running_worker(store.as_ref(), &id).await;
+        let pid = running_worker(store.as_ref(), &id, "Exported ").await;
         assert_eq!(pid, node.pid());
     }
     node.kill();
@@ -297,4 +305,167 @@ async fn sqlite_export_survives_a_restart() {
     let again = kickoff(&node.base).await;
     let uninterrupted = files(&manifest(&node.base, &again).await).await;
     assert_eq!(resumed, uninterrupted);
+}
+
+/// A custom parameter on Patient's family name, defined after the data was loaded.
+const FAMILY: &str = "http://example.org/SearchParameter/patient-fam";
+
+async fn define_family(base: &str) {
+    let parameter = json!({"resourceType": "SearchParameter", "id": "fam", "url": FAMILY,
+        "name": "Fam", "status": "active", "description": "Family name", "code": "fam",
+        "base": ["Patient"], "type": "string", "expression": "Patient.name.family"});
+    let r = reqwest::Client::new()
+        .put(format!("{base}/SearchParameter/fam"))
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&parameter).expect("json"))
+        .send()
+        .await
+        .expect("SearchParameter");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+async fn reindex_kickoff(base: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/Patient/$reindex?url={FAMILY}"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["content-location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    location.rsplit('/').next().expect("id").to_owned()
+}
+
+/// Polls `{base}/_async/{id}` until it redirects (the client follows the `303`); returns the
+/// result.
+async fn reindex_result(base: &str, id: &str) -> Value {
+    let client = reqwest::Client::new();
+    for _ in 0..120 {
+        let r = client
+            .get(format!("{base}/_async/{id}"))
+            .send()
+            .await
+            .expect("poll");
+        if r.status() == 200 {
+            assert!(r.url().path().ends_with("/result"), "{}", r.url());
+            return r.json().await.expect("Parameters");
+        }
+        assert_eq!(r.status(), 202, "poll of {id}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("reindex {id} did not finish");
+}
+
+/// A count of the reindex result (a parameter or a part of `processingSummary`).
+fn reindex_count(result: &Value, name: &str) -> u64 {
+    let params = result["parameter"].as_array().expect("parameter");
+    params
+        .iter()
+        .chain(
+            params
+                .iter()
+                .filter(|p| p["name"] == "processingSummary")
+                .flat_map(|p| p["part"].as_array().cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["valueUnsignedInt"].as_u64())
+        .unwrap_or_else(|| panic!("{name} in {result}"))
+}
+
+/// Checks a resumed reindex: exact counts, and every Patient found by the new parameter
+/// without the "not yet indexed" warning.
+async fn check_reindex(base: &str, result: &Value) {
+    assert_eq!(reindex_count(result, "resourcesScanned"), 250, "{result}");
+    assert_eq!(
+        reindex_count(result, "indexEntriesCreated"),
+        250,
+        "{result}"
+    );
+    assert_eq!(reindex_count(result, "resourcesIndexedSuccessfully"), 250);
+    assert_eq!(reindex_count(result, "resourcesSkippedNoMatchingPath"), 0);
+    let client = reqwest::Client::new();
+    let bundle: Value = client
+        .get(format!("{base}/Patient?fam=F&_count=500"))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("bundle");
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert!(
+        entries.iter().all(|e| e["search"]["mode"] == "match"),
+        "no warning"
+    );
+    assert_eq!(entries.len(), 250);
+}
+
+/// The result of a reindex that another attempt finished.
+async fn resumed_reindex(base: &str, store: &dyn Store, id: &str) -> Value {
+    let result = reindex_result(base, id).await;
+    let job = store.jobs().job(id).await.expect("job").expect("exists");
+    assert!(job.attempt >= 2, "resumed by another attempt");
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reindex_survives_a_restart() {
+    let s = setup(None);
+    let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
+    load(&node.base).await;
+    define_family(&node.base).await;
+    let id = reindex_kickoff(&node.base).await;
+    {
+        let store = oxifhir_store::open(&s.config).await.expect("store");
+        let pid = running_worker(store.as_ref(), &id, "Indexed ").await;
+        assert_eq!(pid, node.pid());
+    }
+    node.kill();
+    let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let result = resumed_reindex(&node.base, store.as_ref(), &id).await;
+    check_reindex(&node.base, &result).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reindex_survives_a_killed_node() {
+    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let s = setup(Some((url.clone(), schema.clone())));
+    let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
+    let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
+    load(&a.base).await;
+    define_family(&a.base).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let id = reindex_kickoff(&a.base).await;
+    let pid = running_worker(store.as_ref(), &id, "Indexed ").await;
+    let survivor = if pid == a.pid() {
+        a.kill();
+        &b
+    } else {
+        assert_eq!(pid, b.pid(), "the job runs on one of the two nodes");
+        b.kill();
+        &a
+    };
+    let result = resumed_reindex(&survivor.base, store.as_ref(), &id).await;
+    check_reindex(&survivor.base, &result).await;
+    drop((a, b));
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
 }

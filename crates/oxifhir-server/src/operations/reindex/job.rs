@@ -274,16 +274,13 @@ impl Drop for AbortOnDrop {
 /// synchronous instance reindex) it just runs.
 pub async fn execute(
     server: &FhirServer,
+    params: Arc<SearchParams>,
     plan: Arc<Plan>,
     ctx: Option<&JobContext>,
     mut progress: Progress,
 ) -> Result<Progress, JobError> {
     let store = server.shared_store();
     let settings = &server.config().maintenance;
-    let params = server
-        .search_params()
-        .await
-        .map_err(|e| JobError::Transient(e.message().to_owned()))?;
     let (sender, mut batches) = mpsc::channel(2);
     let reader = Reader {
         store: store.clone(),
@@ -458,9 +455,11 @@ impl Job for ReindexJob {
                 "the stored request is not a $reindex".into(),
             ));
         };
+        // Loaded now, not from a snapshot that may predate the SearchParameter another node
+        // stored just before the kick-off.
         let params = self
             .server
-            .search_params()
+            .load_search_params()
             .await
             .map_err(|e| JobError::Transient(e.message().to_owned()))?;
         let plan = match plan::urls(&request).and_then(|urls| Plan::new(&params, &target, &urls)) {
@@ -477,7 +476,7 @@ impl Job for ReindexJob {
                 progress
             }
         };
-        let done = execute(&self.server, plan, Some(ctx), progress).await?;
+        let done = execute(&self.server, params, plan, Some(ctx), progress).await?;
         let response = format::apply(
             FhirResponse::json(200, oxifhir_model::json::to_bytes(&result(&done))),
             format::negotiate(&request).unwrap_or_default(),

@@ -21,6 +21,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::interactions::Context;
 use crate::response::FhirResponse;
 use crate::route::OperationTarget;
+use crate::search_params::SearchParams;
 use plan::Plan;
 
 /// The job kind of reindexes.
@@ -49,9 +50,22 @@ pub static DEF: OperationDef = OperationDef {
 };
 
 /// The plan of a request, with the resource of an instance-level request checked to exist.
-async fn checked_plan(ctx: &Context<'_>, target: &OperationTarget) -> ApiResult<Plan> {
+async fn checked_plan(
+    ctx: &Context<'_>,
+    target: &OperationTarget,
+) -> ApiResult<(Arc<SearchParams>, Plan)> {
+    let urls = plan::urls(ctx.request)?;
     let params = ctx.server.search_params().await?;
-    let plan = Plan::new(&params, target, &plan::urls(ctx.request)?)?;
+    let (params, plan) = match Plan::new(&params, target, &urls) {
+        Ok(plan) => (params, plan),
+        // The url may be of a SearchParameter another node stored since the last refresh.
+        Err(_) if !urls.is_empty() => {
+            let params = ctx.server.load_search_params().await?;
+            let plan = Plan::new(&params, target, &urls)?;
+            (params, plan)
+        }
+        Err(e) => return Err(e),
+    };
     if let OperationTarget::Instance(t, id) = target {
         let current = ctx.server.store().read(t, id).await?;
         if current.is_none_or(|v| v.is_deleted()) {
@@ -61,7 +75,7 @@ async fn checked_plan(ctx: &Context<'_>, target: &OperationTarget) -> ApiResult<
             )));
         }
     }
-    Ok(plan)
+    Ok((params, plan))
 }
 
 /// The kick-off checks: the `url`s, the type, and at instance level the resource.
@@ -81,9 +95,9 @@ fn run<'a>(
                 "Operation $reindex requires \"Prefer: respond-async\" at this level",
             ));
         }
-        let plan = checked_plan(ctx, target).await?;
+        let (params, plan) = checked_plan(ctx, target).await?;
         let progress = job::start(ctx.server.store(), &plan).await?;
-        let done = job::execute(ctx.server, Arc::new(plan), None, progress)
+        let done = job::execute(ctx.server, params, Arc::new(plan), None, progress)
             .await
             .map_err(|e| ApiError::internal(format!("reindex failed: {e}")))?;
         Ok(FhirResponse::json(
