@@ -356,3 +356,22 @@ fhir_test! {
         assert!((79..=85).contains(&scanned), "{v}");
     }
 }
+
+fhir_test! {
+    options = TestOptions { workers: 0, ..TestOptions::default() };
+    async fn a_reindex_that_cannot_run_answers_500(s: &TestServer) {
+        put(s, &patient("a", Some("blue"))).await;
+        put(s, &eye_colour()).await;
+        // Accepted while the parameter is active, run after it was retired.
+        let status_url = kickoff(s, &format!("Patient/$reindex?url={URL}"), None).await;
+        let mut retired = eye_colour();
+        retired["status"] = json!("retired");
+        put(s, &retired).await;
+        let runtime = s.server.job_runtime(oxifhir_jobs::RuntimeConfig::default()).start();
+        let r = result(s, &status_url).await;
+        runtime.shutdown().await;
+        assert_eq!(r.status, 500, "{}", r.text());
+        let text = outcome_text(&r);
+        assert!(text.contains("could not run") && text.contains(URL), "{text}");
+    }
+}
