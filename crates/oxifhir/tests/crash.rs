@@ -1,8 +1,9 @@
-//! Process crash tests of Bulk Data export and `$reindex` on the job runtime: the real
+//! Process crash tests of Bulk Data export, `$reindex` and `$expunge` on the job runtime: the real
 //! `oxifhir serve` binary, a long (throttled) job, the process running it killed with SIGKILL,
 //! and the job finished from its checkpoint — by a second process sharing the PostgreSQL
 //! schema, or by the same SQLite database started again — with files equal to an
-//! uninterrupted run's (export), or with exact counts and every resource indexed (reindex).
+//! uninterrupted run's (export), with exact counts and every resource indexed (reindex), or
+//! with exact counts and the data gone (expunge).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -345,7 +346,7 @@ async fn reindex_kickoff(base: &str) -> String {
 
 /// Polls `{base}/_async/{id}` until it redirects (the client follows the `303`); returns the
 /// result.
-async fn reindex_result(base: &str, id: &str) -> Value {
+async fn job_result(base: &str, id: &str) -> Value {
     let client = reqwest::Client::new();
     for _ in 0..120 {
         let r = client
@@ -360,7 +361,7 @@ async fn reindex_result(base: &str, id: &str) -> Value {
         assert_eq!(r.status(), 202, "poll of {id}");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    panic!("reindex {id} did not finish");
+    panic!("job {id} did not finish");
 }
 
 /// A count of the reindex result (a parameter or a part of `processingSummary`).
@@ -409,9 +410,9 @@ async fn check_reindex(base: &str, result: &Value) {
     assert_eq!(entries.len(), 250);
 }
 
-/// The result of a reindex that another attempt finished.
-async fn resumed_reindex(base: &str, store: &dyn Store, id: &str) -> Value {
-    let result = reindex_result(base, id).await;
+/// The result of a job that another attempt finished.
+async fn resumed_job(base: &str, store: &dyn Store, id: &str) -> Value {
+    let result = job_result(base, id).await;
     let job = store.jobs().job(id).await.expect("job").expect("exists");
     assert!(job.attempt >= 2, "resumed by another attempt");
     result
@@ -432,7 +433,7 @@ async fn sqlite_reindex_survives_a_restart() {
     node.kill();
     let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
-    let result = resumed_reindex(&node.base, store.as_ref(), &id).await;
+    let result = resumed_job(&node.base, store.as_ref(), &id).await;
     check_reindex(&node.base, &result).await;
 }
 
@@ -459,8 +460,123 @@ async fn postgres_reindex_survives_a_killed_node() {
         b.kill();
         &a
     };
-    let result = resumed_reindex(&survivor.base, store.as_ref(), &id).await;
+    let result = resumed_job(&survivor.base, store.as_ref(), &id).await;
     check_reindex(&survivor.base, &result).await;
+    drop((a, b));
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}
+
+/// Deletes the 250 Observations of [`load`] in one transaction.
+async fn delete_observations(base: &str) {
+    let entries: Vec<Value> = (0..250)
+        .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/o{i:03}")}}))
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let r = reqwest::Client::new()
+        .post(base)
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&bundle).expect("json"))
+        .send()
+        .await
+        .expect("transaction");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn expunge_kickoff(base: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/Observation/$expunge?expungeDeletedResources=true"
+        ))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["content-location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    location.rsplit('/').next().expect("id").to_owned()
+}
+
+/// Checks a resumed expunge: every version of the 250 deleted Observations counted once and
+/// gone, the Patients untouched.
+async fn check_expunge(base: &str, result: &Value) {
+    assert_eq!(result["parameter"][0]["name"], "count", "{result}");
+    assert_eq!(result["parameter"][0]["valueInteger"], 500, "{result}");
+    let client = reqwest::Client::new();
+    let history: Value = client
+        .get(format!("{base}/Observation/_history"))
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("bundle");
+    assert!(
+        history["entry"].as_array().is_none_or(Vec::is_empty),
+        "{history}"
+    );
+    let patients: Value = client
+        .get(format!("{base}/Patient?_summary=count"))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("bundle");
+    assert_eq!(patients["total"], 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_expunge_survives_a_restart() {
+    let s = setup(None);
+    let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
+    load(&node.base).await;
+    delete_observations(&node.base).await;
+    let id = expunge_kickoff(&node.base).await;
+    {
+        let store = oxifhir_store::open(&s.config).await.expect("store");
+        let pid = running_worker(store.as_ref(), &id, "Expunged ").await;
+        assert_eq!(pid, node.pid());
+    }
+    node.kill();
+    let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let result = resumed_job(&node.base, store.as_ref(), &id).await;
+    check_expunge(&node.base, &result).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_expunge_survives_a_killed_node() {
+    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let s = setup(Some((url.clone(), schema.clone())));
+    let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
+    let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
+    load(&a.base).await;
+    delete_observations(&a.base).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let id = expunge_kickoff(&a.base).await;
+    let pid = running_worker(store.as_ref(), &id, "Expunged ").await;
+    let survivor = if pid == a.pid() {
+        a.kill();
+        &b
+    } else {
+        assert_eq!(pid, b.pid(), "the job runs on one of the two nodes");
+        b.kill();
+        &a
+    };
+    let result = resumed_job(&survivor.base, store.as_ref(), &id).await;
+    check_expunge(&survivor.base, &result).await;
     drop((a, b));
     if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         tokio::spawn(conn);
