@@ -189,14 +189,20 @@ pub(super) fn replace_index_many(
                 delete_index(conn, &r.resource_type, &r.id)?;
             }
         }
-        IndexScope::Params(codes) => {
-            let codes = serde_json::to_string(codes)
-                .map_err(|e| crate::StoreError::Backend(e.to_string()))?;
-            for table in INDEX_TABLES {
+        IndexScope::Params { codes, tables } => {
+            // One code (the usual case) is compared directly; several through a JSON list.
+            let (condition, codes) = match codes.as_slice() {
+                [one] => ("param = ?3", one.clone()),
+                _ => (
+                    "param IN (SELECT value FROM json_each(?3))",
+                    serde_json::to_string(codes)
+                        .map_err(|e| crate::StoreError::Backend(e.to_string()))?,
+                ),
+            };
+            for table in tables.iter().map(|t| t.table_name()) {
                 let mut delete = conn
                     .prepare_cached(&format!(
-                        "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2 \
-                         AND param IN (SELECT value FROM json_each(?3))"
+                        "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2 AND {condition}"
                     ))
                     .map_err(map_err)?;
                 for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {

@@ -8,7 +8,7 @@ use oxifhir_model::Instant;
 use oxifhir_store::expunge::{ExpungeBatch, ExpungeScope, ExpungeWhat};
 use oxifhir_store::jobs::{Claim, NewJob};
 use oxifhir_store::{
-    HistoryQuery, HistoryScope, IndexEntries, IndexReplacement, IndexScope, Isolation,
+    HistoryQuery, HistoryScope, IndexEntries, IndexReplacement, IndexScope, IndexTable, Isolation,
     ReferenceEntry, Store, StringEntry, TokenEntry,
 };
 
@@ -68,7 +68,10 @@ async fn index_replacement_in_batches(h: Harness) {
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     let replaced = tx
         .replace_index_many(
-            &IndexScope::Params(vec!["eye".into()]),
+            &IndexScope::Params {
+                codes: vec!["eye".into()],
+                tables: vec![IndexTable::Token],
+            },
             vec![
                 replacement("Patient", "a", 1, eye("blue")),
                 replacement("Patient", "b", 1, eye("blue")),
@@ -91,7 +94,10 @@ async fn index_replacement_in_batches(h: Harness) {
     // Replacing the same parameter again does not duplicate it.
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     tx.replace_index_many(
-        &IndexScope::Params(vec!["eye".into()]),
+        &IndexScope::Params {
+            codes: vec!["eye".into()],
+            tables: vec![IndexTable::Token],
+        },
         vec![replacement("Patient", "a", 1, eye("green"))],
     )
     .await
