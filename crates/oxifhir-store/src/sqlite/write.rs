@@ -246,10 +246,13 @@ fn replace_changed<'a>(
             wanted.push(row_key(&row[2..])?);
         }
         let columns = new.columns[2..].join(", ");
+        // Without INDEXED BY, SQLite may prefer a value index that covers these columns and
+        // scan every row of the type in it.
         let mut select = conn
             .prepare_cached(&format!(
-                "SELECT {columns} FROM {} WHERE resource_type = ?1 AND id = ?2",
-                new.table
+                "SELECT {columns} FROM {table} INDEXED BY {table}_res \
+                 WHERE resource_type = ?1 AND id = ?2",
+                table = new.table
             ))
             .map_err(map_err)?;
         let mut stored = select
