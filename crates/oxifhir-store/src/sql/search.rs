@@ -98,10 +98,15 @@ fn filter(
 ) -> Vec<String> {
     let mut clauses = vec!["r.method <> 'D'".to_owned()];
     let (types, mut scope) = type_filter(binder, query);
-    if scope.bound_type.is_some() {
-        scope.id_bound = id_bound;
-    }
     clauses.extend(types);
+    if scope.bound_type.is_some()
+        && let Some(bound) = id_bound
+    {
+        // Also on the row itself, which the keyset implies anyway: the placeholder is then
+        // used even when no condition has a subquery to repeat it in.
+        clauses.push(format!("r.id {bound}"));
+        scope.id_bound = Some(bound);
+    }
     for (i, c) in query.conditions.iter().enumerate() {
         let probe = if probed.contains(&i) {
             condition::probe(binder, c, &scope)
@@ -565,12 +570,10 @@ mod tests {
              e1.param = ?1 LIMIT ?3) c"
         );
         let plan = plan_search(Dialect::Sqlite, &query, &[1]).expect("plan");
-        assert!(
-            plan.page.expect("page").text.contains(
-                "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY idx_token_res WHERE \
+        assert!(plan.page.expect("page").text.contains(
+            "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY idx_token_res WHERE \
                  e1.resource_type = r.resource_type AND e1.id = r.id AND e1.param = ?"
-            )
-        );
+        ));
 
         let sorted = SearchQuery {
             sort: vec![SortKey {

@@ -8,13 +8,14 @@
 //! driver) at 1, 8 and 32 clients. Every row also reports the peak resident memory of the
 //! process during its scenario (server and load driver share the process).
 //!
-//! **Adding a scenario** (export, reindex …): write a module
+//! **Adding a scenario**: write a module
 //! with an `async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>>`, add a [`Scenario`]
 //! variant that calls it, and list it in [`SCENARIOS`]. Timings are never asserted anywhere.
 
 mod asynchronous;
 mod create;
 mod driver;
+mod export;
 mod import;
 mod read;
 mod search;
@@ -56,7 +57,7 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search, async); the import
+    /// Run only these scenarios (comma-separated: create, update, read, search, async, export); the import
     /// that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -116,10 +117,12 @@ pub enum Scenario {
     Search,
     /// Async kick-off, status polls, kick-off to start, `DELETE` to stop.
     Async,
+    /// A system-level `$export` of everything, beside a raw scan of the rows.
+    Export,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
-/// (export, reindex) go here.
+/// go here.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::Import,
     Scenario::Create,
@@ -127,6 +130,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::Read,
     Scenario::Search,
     Scenario::Async,
+    Scenario::Export,
 ];
 
 impl Scenario {
@@ -138,6 +142,7 @@ impl Scenario {
             Scenario::Read => read::run(env).await,
             Scenario::Search => search::run(env).await,
             Scenario::Async => asynchronous::run(env).await,
+            Scenario::Export => export::run(env).await,
         }
     }
 
@@ -150,6 +155,7 @@ impl Scenario {
             Scenario::Read => "read",
             Scenario::Search => "search",
             Scenario::Async => "async",
+            Scenario::Export => "export",
         }
     }
 }
