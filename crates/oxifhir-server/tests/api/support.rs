@@ -119,18 +119,21 @@ impl TestServer {
         dir: tempfile::TempDir,
     ) -> Self {
         let export_dir = dir.path().join("exports");
+        // Every condition with a match is probed row by row, as on large databases (the
+        // membership path runs for conditions matching nothing, and in the store's own tests).
         let store: Arc<dyn oxifhir_store::Store> = match &config {
-            // Every condition with a match is probed row by row, as on large databases (the
-            // membership path is what PostgreSQL runs, and conditions matching nothing).
             StoreConfig::Sqlite { dir } => Arc::new(
                 oxifhir_store::sqlite::SqliteStore::open(dir)
                     .await
                     .expect("cannot open the sqlite store")
                     .with_probe_from(1),
             ),
-            _ => oxifhir_store::open(&config)
-                .await
-                .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}")),
+            StoreConfig::Postgres { url, schema } => Arc::new(
+                oxifhir_store::postgres::PostgresStore::open(url, schema.as_deref())
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"))
+                    .with_probe_from(1),
+            ),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

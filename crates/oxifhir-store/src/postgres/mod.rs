@@ -49,6 +49,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PostgresStore {
     pool: Pool,
     jobs: SqlJobQueue<jobs::PostgresJobs>,
+    probe_from: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -106,9 +107,18 @@ impl PostgresStore {
                 listener: std::sync::OnceLock::new(),
             }),
             pool,
+            probe_from: crate::sql::PROBE_FROM,
         };
         schema::migrate(store.lease().await?, schema).await?;
         Ok(store)
+    }
+
+    /// The same store with searches probing a condition row by row once it matches at least
+    /// `entries` index entries (see `sql::plan_search`); tests lower it to exercise probing
+    /// on small data sets.
+    pub fn with_probe_from(mut self, entries: usize) -> Self {
+        self.probe_from = entries;
+        self
     }
 
     async fn lease(&self) -> StoreResult<Lease> {
@@ -161,7 +171,10 @@ impl Store for PostgresStore {
             })
             .await
             .map_err(map_err)?;
-        Ok(Box::new(PostgresTx { lease: Some(lease) }))
+        Ok(Box::new(PostgresTx {
+            lease: Some(lease),
+            probe_from: self.probe_from,
+        }))
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
@@ -182,7 +195,7 @@ impl Store for PostgresStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        search::search(&*self.client().await?, query).await
+        search::search(&*self.client().await?, query, self.probe_from).await
     }
 
     async fn expunge(&self, batch: &crate::expunge::ExpungeBatch) -> StoreResult<u64> {
@@ -294,6 +307,7 @@ impl Drop for Lease {
 struct PostgresTx {
     /// `None` once committed.
     lease: Option<Lease>,
+    probe_from: usize,
 }
 
 impl PostgresTx {
@@ -345,7 +359,7 @@ impl StoreTx for PostgresTx {
     }
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        search::search(self.client()?, query).await
+        search::search(self.client()?, query, self.probe_from).await
     }
 
     async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {
