@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use oxifhir_jobs::{RuntimeConfig, RuntimeHandle};
-use oxifhir_server::ExportConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::auth::{AuthConfig, SmartAuth};
 use oxifhir_server::operations::export::files::ExportLocation;
 use oxifhir_server::{AuthMode, FhirServer, ServerConfig, http};
+use oxifhir_server::{ExportConfig, MaintenanceConfig};
 use oxifhir_store::StoreConfig;
 use serde_json::Value;
 
@@ -38,6 +38,8 @@ pub struct TestOptions {
     pub auth: Option<AuthConfig>,
     /// Export settings; the location is replaced by a directory of the test's own.
     pub export: ExportConfig,
+    /// `$reindex` and `$expunge` settings.
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Default for TestOptions {
@@ -50,6 +52,7 @@ impl Default for TestOptions {
                 settle: std::time::Duration::from_millis(100),
                 ..ExportConfig::default()
             },
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -148,6 +151,7 @@ impl TestServer {
                 location: ExportLocation::Local(export_dir.clone()),
                 ..options.export.clone()
             },
+            maintenance: options.maintenance.clone(),
             ..Default::default()
         };
         let auth = match options.auth.clone() {

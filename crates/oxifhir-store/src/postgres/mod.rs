@@ -33,9 +33,9 @@ use tokio_postgres::types::ToSql;
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexedParam, Isolation,
-    ResourceVersion, SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx,
-    VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexReplacement, IndexScope,
+    IndexedParam, Isolation, ResourceVersion, SearchPage, SearchQuery, Store, StoreError,
+    StoreResult, StoreTx, VersionWrite,
 };
 
 /// Most connections one store keeps open.
@@ -209,7 +209,7 @@ impl Store for PostgresStore {
             Ok(count) => {
                 client.batch_execute("COMMIT").await.map_err(map_err)?;
                 lease.release();
-                Ok(count)
+                Ok(count.versions)
             }
             // Dropping the lease closes the connection, which rolls the transaction back.
             Err(e) => Err(e),
@@ -385,6 +385,46 @@ impl StoreTx for PostgresTx {
         index: IndexEntries,
     ) -> StoreResult<bool> {
         write::replace_index(self.client()?, resource_type, id, version_id, &index).await
+    }
+
+    async fn replace_index_many(
+        &mut self,
+        scope: &IndexScope,
+        replacements: Vec<IndexReplacement>,
+    ) -> StoreResult<Vec<bool>> {
+        bulk::replace_index_many(self.client()?, scope, &replacements).await
+    }
+
+    async fn job_checkpoint(
+        &mut self,
+        job_id: &str,
+        attempt: i64,
+        checkpoint: &[u8],
+        progress: Option<&str>,
+    ) -> StoreResult<bool> {
+        let (text, params) = crate::jobs::checkpoint_statement(
+            job_id,
+            attempt,
+            checkpoint,
+            progress,
+            None,
+            oxifhir_model::Instant::now(),
+        );
+        let client = self.client()?;
+        let statement = client.prepare_cached(&text).await.map_err(map_err)?;
+        let values = driver_params(&params);
+        let changed = client
+            .execute(&statement, &param_refs(&values))
+            .await
+            .map_err(map_err)?;
+        Ok(changed > 0)
+    }
+
+    async fn expunge(
+        &mut self,
+        batch: &crate::expunge::ExpungeBatch,
+    ) -> StoreResult<crate::expunge::ExpungeCount> {
+        expunge::run(self.client()?, batch).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

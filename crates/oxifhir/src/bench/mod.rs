@@ -18,6 +18,7 @@ mod driver;
 mod export;
 mod import;
 mod read;
+mod reindex;
 mod search;
 mod table;
 mod update;
@@ -57,7 +58,7 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search, async, export); the import
+    /// Run only these scenarios (comma-separated: create, update, read, search, async, export, reindex); the import
     /// that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -119,6 +120,8 @@ pub enum Scenario {
     Async,
     /// A system-level `$export` of everything, beside a raw scan of the rows.
     Export,
+    /// `$reindex` of one new parameter and of every parameter, beside a raw scan.
+    Reindex,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
@@ -131,6 +134,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::Search,
     Scenario::Async,
     Scenario::Export,
+    Scenario::Reindex,
 ];
 
 impl Scenario {
@@ -143,6 +147,7 @@ impl Scenario {
             Scenario::Search => search::run(env).await,
             Scenario::Async => asynchronous::run(env).await,
             Scenario::Export => export::run(env).await,
+            Scenario::Reindex => reindex::run(env).await,
         }
     }
 
@@ -156,6 +161,7 @@ impl Scenario {
             Scenario::Search => "search",
             Scenario::Async => "async",
             Scenario::Export => "export",
+            Scenario::Reindex => "reindex",
         }
     }
 }
