@@ -6,7 +6,8 @@
 //! then HTTP scenarios against a server on that database (create and update beside a trivial
 //! handler on the same HTTP stack; read by id beside a raw `SELECT body` through the same
 //! driver) at 1, 8 and 32 clients. Every row also reports the peak resident memory of the
-//! process during its scenario (server and load driver share the process).
+//! process during its scenario, and its peak anonymous memory (heap, without the pages of
+//! memory-mapped files), sampled every 5 ms (server and load driver share the process).
 //!
 //! **Adding a scenario**: write a module
 //! with an `async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>>`, add a [`Scenario`]
@@ -262,13 +263,15 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         });
         for scenario in selected {
             table::reset_peak_memory();
+            let heap = table::HeapSampler::start();
             let mut measured = scenario
                 .run(&mut env)
                 .await
                 .with_context(|| format!("{backend}: {scenario:?}"))?;
-            let peak = table::peak_memory();
+            let (peak, peak_heap) = (table::peak_memory(), heap.stop());
             for row in &mut measured {
                 row.peak_rss = peak;
+                row.peak_heap = peak_heap;
             }
             rows.extend(measured);
         }
