@@ -216,18 +216,33 @@ pub fn operation_needs(name: &str, target: &OperationTarget) -> Vec<Need> {
         // Job status and cancel: the job module answers 404 to anyone but the job's owner.
         ("export-poll-status", T::System) => Vec::new(),
         ("cancel", T::Instance(t, _)) if t == resource_type::ASYNC_JOB => Vec::new(),
-        // Scheduling reads Slots and writes Appointments and Slots.
-        ("find", T::Type(t)) if t == "Appointment" => {
-            vec![on(P::Search, "Slot"), on(P::Read, "Appointment")]
-        }
-        ("book" | "hold", T::Type(t)) if t == "Appointment" => vec![
-            on(P::Create, "Appointment"),
+        // Scheduling (as the reference's access policies need): `$find` reads the Schedules,
+        // the HealthcareService and searches Slots; `$book`/`$hold` also create the Slots
+        // and the Appointment; `$confirm` updates both; `$cancel` updates the Appointment
+        // and deletes its Slots. Reading a Schedule's actor for its time zone is part of
+        // reading the Schedule.
+        ("find", T::Type(t)) if t == "Appointment" => vec![
+            on(P::Read, "Schedule"),
+            on(P::Read, "HealthcareService"),
             on(P::Search, "Slot"),
+        ],
+        ("book" | "hold", T::Type(t)) if t == "Appointment" => vec![
+            on(P::Read, "Schedule"),
+            on(P::Read, "HealthcareService"),
+            on(P::Search, "Slot"),
+            on(P::Create, "Slot"),
+            on(P::Create, "Appointment"),
+        ],
+        ("confirm", T::Instance(t, _)) if t == "Appointment" => vec![
+            on(P::Read, "Appointment"),
+            on(P::Update, "Appointment"),
+            on(P::Read, "Slot"),
             on(P::Update, "Slot"),
         ],
-        ("confirm" | "cancel", T::Instance(t, _)) if t == "Appointment" => vec![
+        ("cancel", T::Instance(t, _)) if t == "Appointment" => vec![
+            on(P::Read, "Appointment"),
             on(P::Update, "Appointment"),
-            on(P::Update, "Slot"),
+            on(P::Read, "Slot"),
             on(P::Delete, "Slot"),
         ],
         _ => vec![Need::Admin],

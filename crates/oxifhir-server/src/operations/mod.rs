@@ -9,6 +9,7 @@
 pub mod async_job_cancel;
 pub mod definition;
 pub mod export;
+pub mod scheduling;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -104,6 +105,11 @@ pub static OPERATIONS: &[&OperationDef] = &[
     &export::SYSTEM,
     &export::PATIENT,
     &export::GROUP,
+    &scheduling::FIND,
+    &scheduling::BOOK,
+    &scheduling::HOLD,
+    &scheduling::CONFIRM,
+    &scheduling::CANCEL,
 ];
 
 /// The operation `name` at `target`, or the error a client gets for it (400 `not-supported`).

@@ -11,6 +11,7 @@ mod crud;
 mod custom_params;
 mod export;
 mod input;
+mod scheduling;
 mod search_composite;
 mod search_history;
 mod search_paging;
