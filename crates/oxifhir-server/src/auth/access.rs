@@ -452,3 +452,61 @@ mod tests {
         assert_eq!(error.status(), 401);
     }
 }
+
+#[cfg(test)]
+mod scheduling_tests {
+    use super::*;
+    use crate::auth::scope::Scope;
+
+    fn allows(scopes: &[&str], method: Method, url: &str) -> bool {
+        let principal = Principal {
+            client_id: "c".into(),
+            scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+            admin: false,
+        };
+        let request = FhirRequest::new(method, url);
+        let interaction = route::route(&request).unwrap();
+        needs(&request, &interaction)
+            .iter()
+            .all(|need| check(&principal, need).is_ok())
+    }
+
+    #[test]
+    fn scheduling_needs_what_the_reference_policies_grant() {
+        let find = "Appointment/$find?start=2026-06-01";
+        let reader = [
+            "system/Schedule.r",
+            "system/HealthcareService.r",
+            "system/Slot.s",
+        ];
+        assert!(allows(&reader, Method::Get, find));
+        assert!(!allows(&reader[..2], Method::Get, find));
+        let booker = [
+            "system/Schedule.r",
+            "system/HealthcareService.r",
+            "system/Slot.cs",
+            "system/Appointment.c",
+        ];
+        for op in ["$book", "$hold"] {
+            assert!(allows(&booker, Method::Post, &format!("Appointment/{op}")));
+            assert!(!allows(&reader, Method::Post, &format!("Appointment/{op}")));
+        }
+        assert!(allows(
+            &["system/Appointment.ru", "system/Slot.ru"],
+            Method::Post,
+            "Appointment/a/$confirm"
+        ));
+        assert!(allows(
+            &["system/Appointment.ru", "system/Slot.rd"],
+            Method::Post,
+            "Appointment/a/$cancel"
+        ));
+        assert!(!allows(
+            &["system/Appointment.ru", "system/Slot.ru"],
+            Method::Post,
+            "Appointment/a/$cancel"
+        ));
+        // AsyncJob/$cancel keeps its own row.
+        assert!(allows(&[], Method::Post, "AsyncJob/j/$cancel"));
+    }
+}

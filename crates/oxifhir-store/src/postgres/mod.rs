@@ -425,22 +425,30 @@ impl StoreTx for PostgresTx {
         // Nothing ran yet: wait for the lock outside the (empty) transaction and begin it
         // again, so that its snapshot is taken after the previous holder committed. A
         // serializable snapshot taken before the wait would miss that holder's writes.
+        // (The key is an integer computed here, so it can be written into the statement:
+        // ending the empty transaction and waiting take one round trip.)
         self.session_locks = true;
         let begin = begin_statement(self.isolation);
         let client = self.client()?;
-        client.batch_execute("ROLLBACK").await.map_err(map_err)?;
         client
-            .execute("SELECT pg_advisory_lock($1)", &[&key])
+            .batch_execute(&format!("ROLLBACK; SELECT pg_advisory_lock({key})"))
             .await
             .map_err(map_err)?;
         client.batch_execute(begin).await.map_err(map_err)
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        let result = self.client()?.batch_execute("COMMIT").await;
-        // A failed COMMIT ends the transaction too, so there is nothing to roll back.
+        let statement = if self.session_locks {
+            "COMMIT; SELECT pg_advisory_unlock_all()"
+        } else {
+            "COMMIT"
+        };
+        let result = self.client()?.batch_execute(statement).await;
+        // A failed COMMIT ends the transaction too, so there is nothing to roll back; the
+        // statements after it did not run.
         if let Some(lease) = self.lease.take() {
             let unlocked = !self.session_locks
+                || result.is_ok()
                 || match lease.client() {
                     Ok(client) => client
                         .batch_execute("SELECT pg_advisory_unlock_all()")

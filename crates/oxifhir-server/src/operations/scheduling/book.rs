@@ -125,8 +125,7 @@ async fn book(ctx: &Context<'_>, mode: Mode) -> ApiResult<FhirResponse> {
     let server = ctx.server;
 
     // 1. Exactly one HealthcareService (named once, however many type codings carry it).
-    let mut services = params::service_references(array_at(&appointment, "serviceType"));
-    services.dedup();
+    let services = params::service_references(array_at(&appointment, "serviceType"));
     let services: Vec<String> = services.iter().fold(Vec::new(), |mut acc, s| {
         if !acc.contains(s) {
             acc.push(s.clone());
@@ -339,6 +338,11 @@ async fn book(ctx: &Context<'_>, mode: Mode) -> ApiResult<FhirResponse> {
             mine.fold((i64::MAX, i64::MIN), |(a, b), (s, e)| (a.min(s), b.max(e)))
         })
         .collect();
+    // A time already taken is refused without waiting for the Schedules' locks; the check
+    // that counts is the one inside the transaction.
+    for (info, &(from, to)) in infos.iter().zip(&intervals) {
+        check_available(&mut db, server, info, &service, from, to).await?;
+    }
     let keys: Vec<String> = infos.iter().map(ScheduleInfo::reference).collect();
     let params = server.search_params().await?;
     let versions = in_locked_transaction(server.store(), Isolation::Serializable, &keys, |tx| {
@@ -352,35 +356,30 @@ async fn book(ctx: &Context<'_>, mode: Mode) -> ApiResult<FhirResponse> {
         let (stored_slots, stored) = (stored_slots.clone(), stored.clone());
         let appointment_id = appointment_id.clone();
         Box::pin(async move {
+            let mut db = Db::Tx(tx);
             for (info, &(from, to)) in infos.iter().zip(&intervals) {
-                check_available(tx, &server, info, &service, from, to).await?;
+                check_available(&mut db, &server, info, &service, from, to).await?;
             }
+            // All new: one round trip where the store can.
+            let mut writes = Vec::with_capacity(stored_slots.len() + 1);
             let mut versions = Vec::with_capacity(stored_slots.len() + 1);
-            for (id, slot) in stored_slots {
-                versions.push(
-                    repository::write_version(
-                        tx,
-                        &params,
-                        "Slot",
-                        &id,
-                        slot,
-                        None,
-                        WriteMethod::Create,
-                    )
-                    .await?,
-                );
-            }
-            let appointment = repository::write_version(
-                tx,
+            let (write, version) = repository::next_version(
                 &params,
                 "Appointment",
                 &appointment_id,
                 stored,
                 None,
                 WriteMethod::Create,
-            )
-            .await?;
-            versions.insert(0, appointment);
+            );
+            writes.push(write);
+            versions.push(version);
+            for (id, slot) in stored_slots {
+                let (write, version) =
+                    repository::next_version(&params, "Slot", &id, slot, None, WriteMethod::Create);
+                writes.push(write);
+                versions.push(version);
+            }
+            tx.write_many(writes).await?;
             Ok::<Vec<ResourceVersion>, TxFailure>(versions)
         })
     })
@@ -467,10 +466,10 @@ fn validate_slots(info: &ScheduleInfo, mine: &[&InputSlot]) -> ApiResult<()> {
     buffer(false, p.buffer_after.value)
 }
 
-/// Inside the transaction: `[from, to)` lies in the Schedule's planning horizon and in one of
+/// `[from, to)` lies in the Schedule's planning horizon and in one of
 /// its free windows as the stored Slots say now.
 async fn check_available(
-    tx: &mut dyn oxifhir_store::StoreTx,
+    db: &mut Db<'_>,
     server: &FhirServer,
     info: &ScheduleInfo,
     service: &Service,
@@ -485,8 +484,7 @@ async fn check_available(
         )
         .into());
     }
-    let mut db = Db::Tx(tx);
-    let slots = overlapping_slots(&mut db, &info.id, from, to).await?;
+    let slots = overlapping_slots(db, &info.id, from, to).await?;
     let free = free_windows(server, info, service, &slots, from, to);
     if availability::covers(&free, from, to) {
         return Ok(());
