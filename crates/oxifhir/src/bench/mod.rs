@@ -17,6 +17,7 @@ mod create;
 mod driver;
 mod import;
 mod read;
+mod scheduling;
 mod search;
 mod table;
 mod update;
@@ -56,8 +57,8 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search, async); the import
-    /// that fills the database always runs first.
+    /// Run only these scenarios (comma-separated: create, update, read, search, async,
+    /// scheduling); the import that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -116,6 +117,8 @@ pub enum Scenario {
     Search,
     /// Async kick-off, status polls, kick-off to start, `DELETE` to stop.
     Async,
+    /// `$find` over a busy month, bookings per second under contention.
+    Scheduling,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
@@ -127,6 +130,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::Read,
     Scenario::Search,
     Scenario::Async,
+    Scenario::Scheduling,
 ];
 
 impl Scenario {
@@ -138,6 +142,7 @@ impl Scenario {
             Scenario::Read => read::run(env).await,
             Scenario::Search => search::run(env).await,
             Scenario::Async => asynchronous::run(env).await,
+            Scenario::Scheduling => scheduling::run(env).await,
         }
     }
 
@@ -150,6 +155,7 @@ impl Scenario {
             Scenario::Read => "read",
             Scenario::Search => "search",
             Scenario::Async => "async",
+            Scenario::Scheduling => "scheduling",
         }
     }
 }
