@@ -13,6 +13,7 @@ mod export;
 mod expunge;
 mod input;
 mod reindex;
+mod scheduling;
 mod search_composite;
 mod search_history;
 mod search_paging;
