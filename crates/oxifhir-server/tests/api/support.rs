@@ -38,6 +38,8 @@ pub struct TestOptions {
     pub auth: Option<AuthConfig>,
     /// Export settings; the location is replaced by a directory of the test's own.
     pub export: ExportConfig,
+    /// How long a client may take to send headers and body.
+    pub read_timeout: std::time::Duration,
 }
 
 impl Default for TestOptions {
@@ -50,6 +52,7 @@ impl Default for TestOptions {
                 settle: std::time::Duration::from_millis(100),
                 ..ExportConfig::default()
             },
+            read_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -140,6 +143,7 @@ impl TestServer {
         let server_config = ServerConfig {
             base_url: base.clone(),
             max_body_bytes: 1024 * 1024,
+            read_timeout: options.read_timeout,
             asynchronous: options.asynchronous.clone(),
             export: ExportConfig {
                 location: ExportLocation::Local(export_dir.clone()),
@@ -161,8 +165,9 @@ impl TestServer {
             .start();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = http::router(server.clone());
+        let read_timeout = options.read_timeout;
         tokio::spawn(async move {
-            let _ = http::serve(listener, router, async {
+            let _ = http::serve_with(listener, router, read_timeout, async {
                 let _ = rx.await;
             })
             .await;
