@@ -42,7 +42,10 @@ pub async fn kickoff(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<
         ));
     }
     let mut stored = without_respond_async(ctx.request);
-    if matches!(interaction, Interaction::Create { .. }) {
+    if matches!(
+        interaction,
+        Interaction::Create { .. } | Interaction::BatchOrTransaction
+    ) {
         stored.assigned_id = Some(new_id());
     }
     let input = serde_json::to_vec(&stored).map_err(ApiError::internal)?;

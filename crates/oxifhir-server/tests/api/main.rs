@@ -12,6 +12,7 @@ mod custom_params;
 mod export;
 mod hostile;
 mod input;
+mod job_rerun;
 mod rate_limits;
 mod search_composite;
 mod search_history;
