@@ -74,7 +74,8 @@ pub struct FhirRequest {
     pub principal: Option<Principal>,
     /// The id a create gives its new resource, fixed when an asynchronous request is accepted
     /// (never taken from HTTP), so that a job run again after its worker died finds the
-    /// resource its first run wrote instead of creating a second one.
+    /// resource its first run wrote instead of creating a second one. For a batch or
+    /// transaction, the seed of its creates' ids (`{assigned_id}-{entry index}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_id: Option<String>,
 }

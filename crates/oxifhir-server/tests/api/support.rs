@@ -40,6 +40,8 @@ pub struct TestOptions {
     pub export: ExportConfig,
     /// `$reindex` and `$expunge` settings.
     pub maintenance: MaintenanceConfig,
+    /// How long a client may take to send headers and body.
+    pub read_timeout: std::time::Duration,
 }
 
 impl Default for TestOptions {
@@ -53,6 +55,7 @@ impl Default for TestOptions {
                 ..ExportConfig::default()
             },
             maintenance: MaintenanceConfig::default(),
+            read_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -146,6 +149,7 @@ impl TestServer {
         let server_config = ServerConfig {
             base_url: base.clone(),
             max_body_bytes: 1024 * 1024,
+            read_timeout: options.read_timeout,
             asynchronous: options.asynchronous.clone(),
             export: ExportConfig {
                 location: ExportLocation::Local(export_dir.clone()),
@@ -168,8 +172,9 @@ impl TestServer {
             .start();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = http::router(server.clone());
+        let read_timeout = options.read_timeout;
         tokio::spawn(async move {
-            let _ = http::serve(listener, router, async {
+            let _ = http::serve_with(listener, router, read_timeout, async {
                 let _ = rx.await;
             })
             .await;

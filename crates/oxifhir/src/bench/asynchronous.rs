@@ -161,6 +161,8 @@ async fn start(
             asynchronous: AsyncConfig {
                 poll_too_fast_ratio: 0.0,
                 max_active_per_client: i64::MAX,
+                kickoff_rate: None,
+                poll_rate: None,
                 ..AsyncConfig::default()
             },
             ..Default::default()
