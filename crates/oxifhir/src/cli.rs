@@ -32,7 +32,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the FHIR server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(DatabaseArgs),
     /// Load NDJSON files and Bundles into a database or a running server.
@@ -218,7 +218,7 @@ pub fn init_logging(format: &LogFormat) {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Synth(args) => crate::synth::run(args),
         Command::Import(args) => crate::import::run(args).await,
