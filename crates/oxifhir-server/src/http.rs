@@ -109,6 +109,7 @@ async fn to_fhir_request(
         headers: headers(&parts.headers),
         body,
         principal: None,
+        assigned_id: None,
     })
 }
 

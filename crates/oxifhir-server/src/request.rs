@@ -72,6 +72,11 @@ pub struct FhirRequest {
     /// Stored with the request, so an asynchronous job is checked with the same rights.
     #[serde(default)]
     pub principal: Option<Principal>,
+    /// The id a create gives its new resource, fixed when an asynchronous request is accepted
+    /// (never taken from HTTP), so that a job run again after its worker died finds the
+    /// resource its first run wrote instead of creating a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_id: Option<String>,
 }
 
 impl FhirRequest {
@@ -85,6 +90,7 @@ impl FhirRequest {
             headers: RequestHeaders::default(),
             body: Vec::new(),
             principal: None,
+            assigned_id: None,
         }
     }
 

@@ -173,6 +173,19 @@ pub struct JobArgs {
     /// Queued and running jobs one client may have at once; more kick-offs get `429`.
     #[arg(long, env = "OXIFHIR_MAX_ACTIVE_JOBS", default_value_t = 16)]
     pub max_active_jobs: i64,
+
+    /// Resources `$reindex` and `$expunge` read and write per transaction.
+    #[arg(
+        long,
+        env = "OXIFHIR_MAINTENANCE_BATCH",
+        default_value_t = 2000,
+        hide = true
+    )]
+    pub maintenance_batch: usize,
+
+    /// A pause after each batch of `$reindex` and `$expunge` (for crash tests).
+    #[arg(long, env = "OXIFHIR_MAINTENANCE_THROTTLE", default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
+    pub maintenance_throttle: std::time::Duration,
 }
 
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).

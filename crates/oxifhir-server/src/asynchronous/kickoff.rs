@@ -33,7 +33,10 @@ pub async fn kickoff(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<
             ),
         ));
     }
-    let stored = without_respond_async(ctx.request);
+    let mut stored = without_respond_async(ctx.request);
+    if matches!(interaction, Interaction::Create { .. }) {
+        stored.assigned_id = Some(new_id());
+    }
     let input = serde_json::to_vec(&stored).map_err(ApiError::internal)?;
     let id = new_id();
     server

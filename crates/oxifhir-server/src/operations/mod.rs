@@ -9,6 +9,9 @@
 pub mod async_job_cancel;
 pub mod definition;
 pub mod export;
+pub mod expunge;
+pub mod parameters;
+pub mod reindex;
 pub mod scheduling;
 
 use futures::future::BoxFuture;
@@ -105,6 +108,8 @@ pub static OPERATIONS: &[&OperationDef] = &[
     &export::SYSTEM,
     &export::PATIENT,
     &export::GROUP,
+    &reindex::DEF,
+    &expunge::DEF,
     &scheduling::FIND,
     &scheduling::BOOK,
     &scheduling::HOLD,

@@ -32,5 +32,6 @@ mod export;
 mod history;
 mod jobs;
 mod locks;
+mod maintenance;
 mod search;
 mod search_index;
