@@ -343,7 +343,7 @@ async fn book(ctx: &Context<'_>, mode: Mode) -> ApiResult<FhirResponse> {
     for (info, &(from, to)) in infos.iter().zip(&intervals) {
         check_available(&mut db, server, info, &service, from, to).await?;
     }
-    let keys: Vec<String> = infos.iter().map(ScheduleInfo::reference).collect();
+    let keys = lock_keys(&infos, &intervals);
     let params = server.search_params().await?;
     let versions = in_locked_transaction(server.store(), Isolation::Serializable, &keys, |tx| {
         let (server, params, infos, service, intervals) = (
@@ -389,6 +389,24 @@ async fn book(ctx: &Context<'_>, mode: Mode) -> ApiResult<FhirResponse> {
         .map(|v| entry_result(server, v, 201))
         .collect();
     Ok(bundle_response(201, &results))
+}
+
+/// Milliseconds in a day.
+const DAY: i64 = 86_400_000;
+
+/// The store locks a booking takes: `Schedule/{id}/{day}` for each UTC day its interval on
+/// that Schedule touches. Two bookings that overlap on a Schedule share an instant, hence a
+/// day, hence a key, so they run one after another; bookings of other days (or Schedules)
+/// do not wait for each other.
+fn lock_keys(infos: &[ScheduleInfo], intervals: &[(i64, i64)]) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (info, &(from, to)) in infos.iter().zip(intervals) {
+        let (first, last) = (from.div_euclid(DAY), (to - 1).div_euclid(DAY));
+        for day in first..=last.max(first) {
+            keys.push(format!("{}/{day}", info.reference()));
+        }
+    }
+    keys
 }
 
 /// Step 6: one `busy` Slot of the right duration on the grid, and the buffer Slots the

@@ -9,9 +9,9 @@
 //! the time arithmetic is pure and DST-aware ([`availability`]).
 //!
 //! **Concurrency:** `$book` and `$hold` run in one serializable transaction that first takes
-//! a store lock per Schedule ([`StoreTx::lock`](oxifhir_store::StoreTx::lock)), so bookers of
-//! one Schedule run one after another and each re-checks availability against everything
-//! the previous ones stored: of concurrent bookings of one time exactly one wins, the others
+//! the store locks ([`StoreTx::lock`](oxifhir_store::StoreTx::lock)) of each Schedule and UTC
+//! day the booking touches, so overlapping bookers of one Schedule run one after another and
+//! each re-checks availability against everything the previous ones stored: of concurrent bookings of one time exactly one wins, the others
 //! get `400 Requested time slot is not available` (`409` only if serialization conflicts
 //! outlast the retries). `$confirm` and `$cancel` lock their Appointment the same way.
 //! Existing Slots are found with `Slot?schedule=…&start=lt…&end=gt…`; `end` is a search

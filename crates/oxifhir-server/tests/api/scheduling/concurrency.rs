@@ -115,6 +115,29 @@ fhir_test! {
 }
 
 fhir_test! {
+    async fn fifty_bookings_across_midnight_one_wins(s: &TestServer) {
+        // 23:30–00:30 touches two days, 00:00–01:00 the second: they overlap, so they must
+        // share a lock however the locks are cut.
+        setup(s, &grid_of_half_hours(), &["a"]).await;
+        for round in 0..ROUNDS {
+            let (d1, d2) = (round + 1, round + 2);
+            let requests = (0..CLIENTS)
+                .map(|i| {
+                    let (a, b) = if i % 2 == 0 {
+                        (format!("2026-06-0{d1}T23:30:00.000Z"), format!("2026-06-0{d2}T00:30:00.000Z"))
+                    } else {
+                        (format!("2026-06-0{d2}T00:00:00.000Z"), format!("2026-06-0{d2}T01:00:00.000Z"))
+                    };
+                    ("hold".to_string(), proposal(&a, &b))
+                })
+                .collect();
+            let results = all_at_once(s, requests).await;
+            assert_one_winner(&results, round);
+        }
+    }
+}
+
+fhir_test! {
     async fn bookings_on_different_schedules_do_not_block_each_other(s: &TestServer) {
         let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
