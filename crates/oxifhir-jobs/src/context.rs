@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use oxifhir_model::Instant;
-use oxifhir_store::Store;
 use oxifhir_store::jobs::JobRecord;
+use oxifhir_store::{Store, StoreTx};
 use tokio_util::sync::CancellationToken;
 
 use crate::JobError;
@@ -73,6 +73,29 @@ impl JobContext {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Stores where the job has got to, and the progress text that goes with it, inside
+    /// `tx`: both commit exactly when the work done in `tx` does, so a resumed attempt
+    /// neither repeats nor skips it. Set the same text with [`JobContext::set_progress`] once
+    /// `tx` has committed. `Err(Stopped)` when this attempt no longer holds the job (the
+    /// caller then drops `tx`, rolling its work back).
+    pub async fn checkpoint_in(
+        &self,
+        tx: &mut dyn StoreTx,
+        data: &[u8],
+        progress: &str,
+    ) -> Result<(), JobError> {
+        self.check()?;
+        let held = tx
+            .job_checkpoint(&self.record.id, self.record.attempt, data, Some(progress))
+            .await?;
+        if held {
+            Ok(())
+        } else {
+            self.stop.cancel();
+            Err(JobError::Stopped)
+        }
     }
 
     /// Stores where the job has got to, with the current progress, and (the first time one

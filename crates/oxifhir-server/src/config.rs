@@ -21,6 +21,26 @@ pub struct ServerConfig {
     pub asynchronous: crate::asynchronous::AsyncConfig,
     /// Bulk Data export.
     pub export: ExportConfig,
+    /// `$reindex` and `$expunge` jobs.
+    pub maintenance: MaintenanceConfig,
+}
+
+/// Settings of `$reindex` and `$expunge`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// Resources read and written per transaction.
+    pub batch: usize,
+    /// A pause after each batch (to make jobs slow in crash tests); zero in production.
+    pub throttle: std::time::Duration,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            batch: 2000,
+            throttle: std::time::Duration::ZERO,
+        }
+    }
 }
 
 /// Settings of Bulk Data export.
@@ -66,6 +86,7 @@ impl Default for ServerConfig {
             max_count: 1000,
             asynchronous: Default::default(),
             export: ExportConfig::default(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod search_params;
 pub mod server;
 
 pub use auth::{AuthMode, Principal};
-pub use config::{ExportConfig, ServerConfig};
+pub use config::{ExportConfig, MaintenanceConfig, ServerConfig};
 pub use request::{FhirRequest, Method};
 pub use response::FhirResponse;
 pub use server::FhirServer;

@@ -125,6 +125,21 @@ impl SearchParams {
         if let Some(custom) = self.extract.get(resource_type) {
             index::extract_into(custom, resource, &mut entries);
         }
+        self.localize(&mut entries);
+        entries
+    }
+
+    /// The index entries of `resource` for `params` only (compiled for its type), as
+    /// [`SearchParams::index`] makes them (for `$reindex` of some parameters).
+    pub fn index_only(&self, params: &[CompiledParam], resource: &Value) -> IndexEntries {
+        let mut entries = IndexEntries::default();
+        index::extract_into(params, resource, &mut entries);
+        self.localize(&mut entries);
+        entries
+    }
+
+    /// Absolute references outside this server's base point to no resource here.
+    fn localize(&self, entries: &mut IndexEntries) {
         if let Some(base) = &self.base {
             for entry in &mut entries.references {
                 if entry.target_id.is_some()
@@ -136,7 +151,20 @@ impl SearchParams {
                 }
             }
         }
-        entries
+    }
+}
+
+impl CustomParam {
+    /// Its expression compiled for `resource_type`; `None` when it does not apply to it.
+    pub fn compiled_for(&self, resource_type: &str) -> Option<&CompiledParam> {
+        self.compiled.get(resource_type)
+    }
+
+    /// The resource types it applies to, sorted.
+    pub fn types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.compiled.keys().map(String::as_str).collect();
+        types.sort_unstable();
+        types
     }
 }
 
@@ -367,6 +395,30 @@ impl Registry {
             self.reload(store).await?;
         }
         Ok(())
+    }
+
+    /// Marks the custom parameter `url` as indexed for every stored resource if it is still
+    /// defined as `fingerprint` says (what a `$reindex` that started under that definition
+    /// calls when it completes). `false`, marking nothing, when it is not.
+    pub async fn mark_indexed_as(
+        &self,
+        store: &dyn Store,
+        url: &str,
+        fingerprint: &str,
+    ) -> ApiResult<bool> {
+        let snapshot = self.reload(store).await?;
+        let current = snapshot.custom.iter().find(|c| c.def.url == url);
+        if current.is_none_or(|c| c.fingerprint != fingerprint) {
+            return Ok(false);
+        }
+        store
+            .mark_param_indexed(&IndexedParam {
+                url: url.to_string(),
+                fingerprint: fingerprint.to_string(),
+            })
+            .await?;
+        self.reload(store).await?;
+        Ok(true)
     }
 
     /// Marks the custom parameter `url` as indexed for every stored resource, as currently

@@ -109,6 +109,14 @@ impl FhirServer {
             )),
         );
         runtime.register(
+            operations::reindex::KIND,
+            Arc::new(operations::reindex::job::ReindexJob::new(self.clone())),
+        );
+        runtime.register(
+            operations::expunge::KIND,
+            Arc::new(operations::expunge::job::ExpungeJob::new(self.clone())),
+        );
+        runtime.register(
             operations::export::KIND,
             Arc::new(operations::export::job::ExportJob::new(self.clone())),
         );
@@ -152,6 +160,19 @@ impl FhirServer {
         self.inner
             .search_params
             .mark_indexed(self.store(), url)
+            .await
+    }
+
+    /// As [`FhirServer::mark_search_param_indexed`], only if the parameter is still defined
+    /// as `fingerprint` says (it did not change while `$reindex` ran).
+    pub async fn mark_search_param_indexed_as(
+        &self,
+        url: &str,
+        fingerprint: &str,
+    ) -> ApiResult<bool> {
+        self.inner
+            .search_params
+            .mark_indexed_as(self.store(), url, fingerprint)
             .await
     }
 

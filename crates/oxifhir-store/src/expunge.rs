@@ -35,6 +35,15 @@ pub struct ExpungeBatch {
     pub limit: usize,
 }
 
+/// What one batch removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpungeCount {
+    /// Resources removed with every version (0 for previous versions).
+    pub resources: u64,
+    /// Versions removed.
+    pub versions: u64,
+}
+
 fn scope_conditions(
     dialect: Dialect,
     scope: &ExpungeScope,

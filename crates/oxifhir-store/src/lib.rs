@@ -212,6 +212,55 @@ pub trait StoreTx: Send {
         index: IndexEntries,
     ) -> StoreResult<bool>;
 
+    /// Replaces the index entries of many resources at once (for `$reindex`), as
+    /// [`StoreTx::replace_index`] each but in a few statements: within `scope`, the entries of
+    /// each replacement's resource are replaced by its `index` when its current version is
+    /// still `version_id` and not a deletion. A resource that changed since it was read is
+    /// left alone (its own write indexed it). Returns, in order, whether each was replaced.
+    async fn replace_index_many(
+        &mut self,
+        scope: &IndexScope,
+        replacements: Vec<IndexReplacement>,
+    ) -> StoreResult<Vec<bool>>;
+
+    /// Stores the checkpoint (and progress) of `attempt` of job `job_id` inside this
+    /// transaction, so that the checkpoint commits exactly when the work it describes does.
+    /// `false`, changing nothing, when the attempt no longer holds the job; the caller should
+    /// then drop the transaction.
+    async fn job_checkpoint(
+        &mut self,
+        job_id: &str,
+        attempt: i64,
+        checkpoint: &[u8],
+        progress: Option<&str>,
+    ) -> StoreResult<bool>;
+
+    /// As [`Store::expunge`], inside this transaction (so that a job's checkpoint can commit
+    /// with the batch), counting the resources removed as well as the versions.
+    async fn expunge(
+        &mut self,
+        batch: &expunge::ExpungeBatch,
+    ) -> StoreResult<expunge::ExpungeCount>;
+
     /// Makes every write of this transaction durable and visible, or none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Which index entries of a resource [`StoreTx::replace_index_many`] replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexScope {
+    /// All of them.
+    All,
+    /// Only those of the parameters with these codes (the replacements hold no others).
+    Params(Vec<String>),
+}
+
+/// New index entries for the current version of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexReplacement {
+    pub resource_type: String,
+    pub id: String,
+    /// The version the entries were extracted from.
+    pub version_id: i64,
+    pub index: IndexEntries,
 }

@@ -29,6 +29,8 @@ pub enum LogFormat {
     Json,
 }
 
+// The flags are parsed once at start; boxing the largest variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the FHIR server.
@@ -188,6 +190,19 @@ pub struct JobArgs {
     /// Status polls one client may make over all its jobs, as COUNT/PERIOD or `off`.
     #[arg(long, env = "OXIFHIR_POLL_RATE", default_value = "600/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
     pub poll_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
+
+    /// Resources `$reindex` and `$expunge` read and write per transaction.
+    #[arg(
+        long,
+        env = "OXIFHIR_MAINTENANCE_BATCH",
+        default_value_t = 2000,
+        hide = true
+    )]
+    pub maintenance_batch: usize,
+
+    /// A pause after each batch of `$reindex` and `$expunge` (for crash tests).
+    #[arg(long, env = "OXIFHIR_MAINTENANCE_THROTTLE", default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
+    pub maintenance_throttle: std::time::Duration,
 }
 
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).

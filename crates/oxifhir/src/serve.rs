@@ -7,7 +7,7 @@ use oxifhir_jobs::RuntimeConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::auth::{AuthConfig, AuthMode, SmartAuth};
 use oxifhir_server::operations::export::files::{ExportFiles, ExportLocation};
-use oxifhir_server::{ExportConfig, FhirServer, ServerConfig, http};
+use oxifhir_server::{ExportConfig, FhirServer, MaintenanceConfig, ServerConfig, http};
 
 use crate::cli::{AuthKind, ServeArgs};
 
@@ -52,6 +52,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             batch: args.export.export_batch.max(1),
             throttle: args.export.export_throttle,
             ..ExportConfig::default()
+        },
+        maintenance: MaintenanceConfig {
+            batch: args.jobs.maintenance_batch.max(1),
+            throttle: args.jobs.maintenance_throttle,
         },
     };
     let auth = auth_mode(&args, &config.base_url)?;

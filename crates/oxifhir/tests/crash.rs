@@ -1,9 +1,11 @@
-//! Process crash tests of Bulk Data export on the job runtime: the real `oxifhir serve`
-//! binary, a long (throttled) export, the process running it killed with SIGKILL, and the
-//! export finished from its checkpoint — by a second process sharing the PostgreSQL schema, or
-//! by the same SQLite database started again — with files equal to an uninterrupted run's.
-//! The same with files in an S3-compatible bucket (a local `moto_server`): the export a killed
-//! node began is finished by another, and a node that took no part serves every file.
+//! Process crash tests of Bulk Data export, `$reindex` and `$expunge` on the job runtime: the real
+//! `oxifhir serve` binary, a long (throttled) job, the process running it killed with SIGKILL,
+//! and the job finished from its checkpoint — by a second process sharing the PostgreSQL
+//! schema, or by the same SQLite database started again — with files equal to an
+//! uninterrupted run's (export), with exact counts and every resource indexed (reindex), or
+//! with exact counts and the data gone (expunge). An export to an S3-compatible bucket (a
+//! local `moto_server`) is finished by another node too, and a node that took no part serves
+//! every file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -65,6 +67,12 @@ async fn start_with(
         .args(["--export-part-size", "20", "--export-batch", "10"])
         .args(["--export-throttle", "60ms"])
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .args([
+            "--maintenance-batch",
+            "10",
+            "--maintenance-throttle",
+            "100ms",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -127,13 +135,14 @@ async fn kickoff(base: &str) -> String {
     location.rsplit('/').next().expect("id").to_owned()
 }
 
-/// Waits until the job has checkpointed at least one file part; returns its worker's pid.
-async fn running_worker(store: &dyn Store, id: &str) -> u32 {
+/// Waits until the job has checkpointed some work (its progress starts with `done` and is
+/// not `done 0`); returns its worker's pid.
+async fn running_worker(store: &dyn Store, id: &str, done: &str) -> u32 {
     for _ in 0..400 {
         if let Some(job) = store.jobs().job(id).await.expect("job")
             && let (Some(worker), Some(progress)) = (&job.worker, &job.progress)
-            && progress.starts_with("Exported ")
-            && !progress.starts_with("Exported 0 ")
+            && progress.starts_with(done)
+            && !progress.starts_with(&format!("{done}0 "))
         {
             let pid = worker
                 .strip_prefix("pid")
@@ -143,7 +152,7 @@ async fn running_worker(store: &dyn Store, id: &str) -> u32 {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the export made no progress");
+    panic!("the job made no progress");
 }
 
 /// Polls `{base}/_async/{id}` until the manifest; returns it.
@@ -258,7 +267,7 @@ async fn postgres_export_survives_a_killed_node() {
     load(&a.base).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
     let id = kickoff(&a.base).await;
-    let pid = running_worker(store.as_ref(), &id).await;
+    let pid = running_worker(store.as_ref(), &id, "Exported ").await;
     let survivor = if pid == a.pid() {
         a.kill();
         &b
@@ -296,7 +305,7 @@ async fn sqlite_export_survives_a_restart() {
     let id = kickoff(&node.base).await;
     {
         let store = oxifhir_store::open(&s.config).await.expect("store");
-        let pid = running_worker(store.as_ref(), &id).await;
+        let pid = running_worker(store.as_ref(), &id, "Exported ").await;
         assert_eq!(pid, node.pid());
     }
     node.kill();
@@ -422,7 +431,10 @@ async fn s3_export_survives_a_killed_node_and_every_node_serves_its_files() {
     load(&a.base).await;
     let id = kickoff(&a.base).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
-    assert_eq!(running_worker(store.as_ref(), &id).await, a.pid());
+    assert_eq!(
+        running_worker(store.as_ref(), &id, "Exported ").await,
+        a.pid()
+    );
     a.kill();
     drop(store);
     // On PostgreSQL a second node takes the job over; SQLite has one node, started again.
@@ -457,6 +469,284 @@ async fn s3_export_survives_a_killed_node_and_every_node_serves_its_files() {
     if let Some(url) = postgres
         && let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
     {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}
+
+/// A custom parameter on Patient's family name, defined after the data was loaded.
+const FAMILY: &str = "http://example.org/SearchParameter/patient-fam";
+
+async fn define_family(base: &str) {
+    let parameter = json!({"resourceType": "SearchParameter", "id": "fam", "url": FAMILY,
+        "name": "Fam", "status": "active", "description": "Family name", "code": "fam",
+        "base": ["Patient"], "type": "string", "expression": "Patient.name.family"});
+    let r = reqwest::Client::new()
+        .put(format!("{base}/SearchParameter/fam"))
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&parameter).expect("json"))
+        .send()
+        .await
+        .expect("SearchParameter");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+async fn reindex_kickoff(base: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/Patient/$reindex?url={FAMILY}"))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["content-location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    location.rsplit('/').next().expect("id").to_owned()
+}
+
+/// Polls `{base}/_async/{id}` until it redirects (the client follows the `303`); returns the
+/// result.
+async fn job_result(base: &str, id: &str) -> Value {
+    let client = reqwest::Client::new();
+    for _ in 0..120 {
+        let r = client
+            .get(format!("{base}/_async/{id}"))
+            .send()
+            .await
+            .expect("poll");
+        if r.status() == 200 {
+            assert!(r.url().path().ends_with("/result"), "{}", r.url());
+            return r.json().await.expect("Parameters");
+        }
+        assert_eq!(r.status(), 202, "poll of {id}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+/// A count of the reindex result (a parameter or a part of `processingSummary`).
+fn reindex_count(result: &Value, name: &str) -> u64 {
+    let params = result["parameter"].as_array().expect("parameter");
+    params
+        .iter()
+        .chain(
+            params
+                .iter()
+                .filter(|p| p["name"] == "processingSummary")
+                .flat_map(|p| p["part"].as_array().cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["valueUnsignedInt"].as_u64())
+        .unwrap_or_else(|| panic!("{name} in {result}"))
+}
+
+/// Checks a resumed reindex: exact counts, and every Patient found by the new parameter
+/// without the "not yet indexed" warning.
+async fn check_reindex(base: &str, result: &Value) {
+    assert_eq!(reindex_count(result, "resourcesScanned"), 250, "{result}");
+    assert_eq!(
+        reindex_count(result, "indexEntriesCreated"),
+        250,
+        "{result}"
+    );
+    assert_eq!(reindex_count(result, "resourcesIndexedSuccessfully"), 250);
+    assert_eq!(reindex_count(result, "resourcesSkippedNoMatchingPath"), 0);
+    let client = reqwest::Client::new();
+    let bundle: Value = client
+        .get(format!("{base}/Patient?fam=F&_count=500"))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("bundle");
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert!(
+        entries.iter().all(|e| e["search"]["mode"] == "match"),
+        "no warning"
+    );
+    assert_eq!(entries.len(), 250);
+}
+
+/// The result of a job that another attempt finished.
+async fn resumed_job(base: &str, store: &dyn Store, id: &str) -> Value {
+    let result = job_result(base, id).await;
+    let job = store.jobs().job(id).await.expect("job").expect("exists");
+    assert!(job.attempt >= 2, "resumed by another attempt");
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reindex_survives_a_restart() {
+    let s = setup(None);
+    let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
+    load(&node.base).await;
+    define_family(&node.base).await;
+    let id = reindex_kickoff(&node.base).await;
+    {
+        let store = oxifhir_store::open(&s.config).await.expect("store");
+        let pid = running_worker(store.as_ref(), &id, "Indexed ").await;
+        assert_eq!(pid, node.pid());
+    }
+    node.kill();
+    let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let result = resumed_job(&node.base, store.as_ref(), &id).await;
+    check_reindex(&node.base, &result).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reindex_survives_a_killed_node() {
+    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let s = setup(Some((url.clone(), schema.clone())));
+    let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
+    let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
+    load(&a.base).await;
+    define_family(&a.base).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let id = reindex_kickoff(&a.base).await;
+    let pid = running_worker(store.as_ref(), &id, "Indexed ").await;
+    let survivor = if pid == a.pid() {
+        a.kill();
+        &b
+    } else {
+        assert_eq!(pid, b.pid(), "the job runs on one of the two nodes");
+        b.kill();
+        &a
+    };
+    let result = resumed_job(&survivor.base, store.as_ref(), &id).await;
+    check_reindex(&survivor.base, &result).await;
+    drop((a, b));
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
+}
+
+/// Deletes the 250 Observations of [`load`] in one transaction.
+async fn delete_observations(base: &str) {
+    let entries: Vec<Value> = (0..250)
+        .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/o{i:03}")}}))
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let r = reqwest::Client::new()
+        .post(base)
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&bundle).expect("json"))
+        .send()
+        .await
+        .expect("transaction");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn expunge_kickoff(base: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{base}/Observation/$expunge?expungeDeletedResources=true"
+        ))
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["content-location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    location.rsplit('/').next().expect("id").to_owned()
+}
+
+/// Checks a resumed expunge: every version of the 250 deleted Observations counted once and
+/// gone, the Patients untouched.
+async fn check_expunge(base: &str, result: &Value) {
+    assert_eq!(result["parameter"][0]["name"], "count", "{result}");
+    assert_eq!(result["parameter"][0]["valueInteger"], 500, "{result}");
+    let client = reqwest::Client::new();
+    let history: Value = client
+        .get(format!("{base}/Observation/_history"))
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("bundle");
+    assert!(
+        history["entry"].as_array().is_none_or(Vec::is_empty),
+        "{history}"
+    );
+    let patients: Value = client
+        .get(format!("{base}/Patient?_summary=count"))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("bundle");
+    assert_eq!(patients["total"], 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_expunge_survives_a_restart() {
+    let s = setup(None);
+    let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
+    load(&node.base).await;
+    delete_observations(&node.base).await;
+    let id = expunge_kickoff(&node.base).await;
+    {
+        let store = oxifhir_store::open(&s.config).await.expect("store");
+        let pid = running_worker(store.as_ref(), &id, "Expunged ").await;
+        assert_eq!(pid, node.pid());
+    }
+    node.kill();
+    let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let result = resumed_job(&node.base, store.as_ref(), &id).await;
+    check_expunge(&node.base, &result).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_expunge_survives_a_killed_node() {
+    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let s = setup(Some((url.clone(), schema.clone())));
+    let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
+    let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
+    load(&a.base).await;
+    delete_observations(&a.base).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let id = expunge_kickoff(&a.base).await;
+    let pid = running_worker(store.as_ref(), &id, "Expunged ").await;
+    let survivor = if pid == a.pid() {
+        a.kill();
+        &b
+    } else {
+        assert_eq!(pid, b.pid(), "the job runs on one of the two nodes");
+        b.kill();
+        &a
+    };
+    let result = resumed_job(&survivor.base, store.as_ref(), &id).await;
+    check_expunge(&survivor.base, &result).await;
+    drop((a, b));
+    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         tokio::spawn(conn);
         let _ = client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

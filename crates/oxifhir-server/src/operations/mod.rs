@@ -9,6 +9,9 @@
 pub mod async_job_cancel;
 pub mod definition;
 pub mod export;
+pub mod expunge;
+pub mod parameters;
+pub mod reindex;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -104,6 +107,8 @@ pub static OPERATIONS: &[&OperationDef] = &[
     &export::SYSTEM,
     &export::PATIENT,
     &export::GROUP,
+    &reindex::DEF,
+    &expunge::DEF,
 ];
 
 /// The operation `name` at `target`, or the error a client gets for it (400 `not-supported`).

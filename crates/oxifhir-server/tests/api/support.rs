@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use oxifhir_jobs::{RuntimeConfig, RuntimeHandle};
-use oxifhir_server::ExportConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::auth::{AuthConfig, SmartAuth};
 use oxifhir_server::operations::export::files::ExportLocation;
 use oxifhir_server::{AuthMode, FhirServer, ServerConfig, http};
+use oxifhir_server::{ExportConfig, MaintenanceConfig};
 use oxifhir_store::StoreConfig;
 use serde_json::Value;
 
@@ -40,6 +40,8 @@ pub struct TestOptions {
     pub export: ExportConfig,
     /// How long a client may take to send headers and body.
     pub read_timeout: std::time::Duration,
+    /// `$reindex` and `$expunge` settings.
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Default for TestOptions {
@@ -53,6 +55,7 @@ impl Default for TestOptions {
                 ..ExportConfig::default()
             },
             read_timeout: std::time::Duration::from_secs(60),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -122,18 +125,21 @@ impl TestServer {
         dir: tempfile::TempDir,
     ) -> Self {
         let export_dir = dir.path().join("exports");
+        // Every condition with a match is probed row by row, as on large databases (the
+        // membership path runs for conditions matching nothing, and in the store's own tests).
         let store: Arc<dyn oxifhir_store::Store> = match &config {
-            // Every condition with a match is probed row by row, as on large databases (the
-            // membership path is what PostgreSQL runs, and conditions matching nothing).
             StoreConfig::Sqlite { dir } => Arc::new(
                 oxifhir_store::sqlite::SqliteStore::open(dir)
                     .await
                     .expect("cannot open the sqlite store")
                     .with_probe_from(1),
             ),
-            _ => oxifhir_store::open(&config)
-                .await
-                .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}")),
+            StoreConfig::Postgres { url, schema } => Arc::new(
+                oxifhir_store::postgres::PostgresStore::open(url, schema.as_deref())
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"))
+                    .with_probe_from(1),
+            ),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -149,6 +155,7 @@ impl TestServer {
                 location: ExportLocation::Local(export_dir.clone()),
                 ..options.export.clone()
             },
+            maintenance: options.maintenance.clone(),
             ..Default::default()
         };
         let auth = match options.auth.clone() {

@@ -258,4 +258,4 @@ pub trait JobQueue: Send + Sync {
 mod queue;
 pub(crate) mod sql;
 
-pub(crate) use queue::{JobRow, JobSql, SqlJobQueue};
+pub(crate) use queue::{JobRow, JobSql, SqlJobQueue, checkpoint_statement};

@@ -166,15 +166,15 @@ impl<B: JobSql> JobQueue for SqlJobQueue<B> {
         progress: Option<&str>,
         transaction_time: Option<Instant>,
     ) -> StoreResult<bool> {
-        let params = vec![
-            Param::Text(id.to_owned()),
-            Param::Int(attempt),
-            Param::OptBytes(Some(checkpoint.to_vec())),
-            Param::OptText(progress.map(str::to_owned)),
-            opt_ms(transaction_time),
-            ms(Instant::now()),
-        ];
-        self.held(sql::checkpoint(), params).await
+        let (text, params) = checkpoint_statement(
+            id,
+            attempt,
+            checkpoint,
+            progress,
+            transaction_time,
+            Instant::now(),
+        );
+        self.held(text, params).await
     }
 
     async fn finish(&self, id: &str, attempt: i64, finish: &JobFinish) -> StoreResult<bool> {
@@ -257,6 +257,27 @@ impl<B: JobSql> JobQueue for SqlJobQueue<B> {
     fn wakeups(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.wakeups()
     }
+}
+
+/// The statement (with `$n` placeholders) and parameters of [`JobQueue::checkpoint`], for
+/// backends that also run it inside a transaction ([`crate::StoreTx::job_checkpoint`]).
+pub(crate) fn checkpoint_statement(
+    id: &str,
+    attempt: i64,
+    checkpoint: &[u8],
+    progress: Option<&str>,
+    transaction_time: Option<Instant>,
+    now: Instant,
+) -> (String, Vec<Param>) {
+    let params = vec![
+        Param::Text(id.to_owned()),
+        Param::Int(attempt),
+        Param::OptBytes(Some(checkpoint.to_vec())),
+        Param::OptText(progress.map(str::to_owned)),
+        opt_ms(transaction_time),
+        ms(now),
+    ];
+    (sql::checkpoint(), params)
 }
 
 /// Builds a [`JobRecord`] from its columns in [`sql::COLUMNS`] order, as each backend reads

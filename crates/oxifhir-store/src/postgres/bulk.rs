@@ -11,7 +11,10 @@ use tokio_postgres::types::ToSql;
 
 use super::{is_version_key_violation, map_err, search};
 use crate::sql::VERSION_COLUMNS;
-use crate::{ResourceVersion, StoreError, StoreResult, VersionWrite};
+use crate::{
+    IndexEntries, IndexReplacement, IndexScope, ResourceVersion, StoreError, StoreResult,
+    VersionWrite, WriteMethod,
+};
 
 /// The current versions of `keys`, in their order.
 pub(super) async fn read_many(
@@ -108,7 +111,100 @@ pub(super) async fn write_many(client: &ClientWrapper, writes: &[VersionWrite]) 
                 map_err(e)
             }
         })?;
-    insert_index(client, writes).await
+    let items: Vec<(&str, &str, &IndexEntries)> = writes
+        .iter()
+        .map(|w| (w.resource_type.as_str(), w.id.as_str(), &w.index))
+        .collect();
+    insert_index(client, &items).await
+}
+
+/// Replaces the index rows of many resources (see [`crate::StoreTx::replace_index_many`]):
+/// their current rows locked and checked in one query, old rows deleted with one statement
+/// per table, new rows inserted with one per table.
+pub(super) async fn replace_index_many(
+    client: &ClientWrapper,
+    scope: &IndexScope,
+    replacements: &[IndexReplacement],
+) -> StoreResult<Vec<bool>> {
+    let types: Vec<&str> = replacements
+        .iter()
+        .map(|r| r.resource_type.as_str())
+        .collect();
+    let ids: Vec<&str> = replacements.iter().map(|r| r.id.as_str()).collect();
+    let select = client
+        .prepare_cached(
+            "SELECT resource_type, id, version_id, method FROM resources \
+             WHERE (resource_type, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+             ORDER BY resource_type, id FOR UPDATE",
+        )
+        .await
+        .map_err(map_err)?;
+    let rows = client
+        .query(&select, &[&types, &ids])
+        .await
+        .map_err(map_err)?;
+    let mut found: HashMap<(String, String), (i64, String)> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        found.insert(
+            (
+                row.try_get(0).map_err(map_err)?,
+                row.try_get(1).map_err(map_err)?,
+            ),
+            (
+                row.try_get(2).map_err(map_err)?,
+                row.try_get(3).map_err(map_err)?,
+            ),
+        );
+    }
+    let current: Vec<bool> = replacements
+        .iter()
+        .map(|r| {
+            matches!(
+                found.get(&(r.resource_type.clone(), r.id.clone())),
+                Some((version, method)) if *version == r.version_id && method != WriteMethod::Delete.code()
+            )
+        })
+        .collect();
+    let kept: Vec<&IndexReplacement> = replacements
+        .iter()
+        .zip(&current)
+        .filter(|(_, c)| **c)
+        .map(|(r, _)| r)
+        .collect();
+    if kept.is_empty() {
+        return Ok(current);
+    }
+    let types: Vec<&str> = kept.iter().map(|r| r.resource_type.as_str()).collect();
+    let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
+    let codes: Option<&Vec<String>> = match scope {
+        IndexScope::All => None,
+        IndexScope::Params(codes) => Some(codes),
+    };
+    for table in crate::sql::INDEX_TABLES {
+        let only = if codes.is_some() {
+            " AND param = ANY($3::text[])"
+        } else {
+            ""
+        };
+        let delete = client
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE (resource_type, id) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[])){only}"
+            ))
+            .await
+            .map_err(map_err)?;
+        match codes {
+            Some(codes) => client.execute(&delete, &[&types, &ids, codes]).await,
+            None => client.execute(&delete, &[&types, &ids]).await,
+        }
+        .map_err(map_err)?;
+    }
+    let items: Vec<(&str, &str, &IndexEntries)> = kept
+        .iter()
+        .map(|r| (r.resource_type.as_str(), r.id.as_str(), &r.index))
+        .collect();
+    insert_index(client, &items).await?;
+    Ok(current)
 }
 
 /// The `resource_type` and `id` columns of a table's rows.
@@ -117,20 +213,23 @@ struct Columns<'a> {
     ids: Vec<&'a str>,
 }
 
-/// The entries of one kind (`entries`) of every write, with their type and id columns.
+/// A resource's type, id and index entries.
+type Item<'a> = (&'a str, &'a str, &'a IndexEntries);
+
+/// The entries of one kind (`entries`) of every item, with their type and id columns.
 fn columns<'a, E: 'a>(
-    writes: &'a [VersionWrite],
-    entries: impl Fn(&'a VersionWrite) -> &'a [E],
+    items: &[Item<'a>],
+    entries: impl Fn(&'a IndexEntries) -> &'a [E],
 ) -> (Columns<'a>, Vec<&'a E>) {
     let mut cols = Columns {
         types: Vec::new(),
         ids: Vec::new(),
     };
     let mut all = Vec::new();
-    for w in writes {
-        for e in entries(w) {
-            cols.types.push(&w.resource_type);
-            cols.ids.push(&w.id);
+    for (t, id, index) in items {
+        for e in entries(index) {
+            cols.types.push(t);
+            cols.ids.push(id);
             all.push(e);
         }
     }
@@ -153,9 +252,9 @@ async fn insert_rows(
     Ok(())
 }
 
-/// Inserts the index rows of every write, one statement per table.
-async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreResult<()> {
-    let (c, e) = columns(writes, |w| &w.index.strings);
+/// Inserts the index rows of every item, one statement per table.
+async fn insert_index(client: &ClientWrapper, writes: &[Item<'_>]) -> StoreResult<()> {
+    let (c, e) = columns(writes, |i| &i.strings);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let norm: Vec<&str> = e.iter().map(|e| e.normalized.as_str()).collect();
     let exact: Vec<&str> = e.iter().map(|e| e.exact.as_str()).collect();
@@ -168,7 +267,7 @@ async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreR
     )
     .await?;
 
-    let (c, e) = columns(writes, |w| &w.index.tokens);
+    let (c, e) = columns(writes, |i| &i.tokens);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let system: Vec<Option<&str>> = e.iter().map(|e| e.system.as_deref()).collect();
     let code: Vec<Option<&str>> = e.iter().map(|e| e.code.as_deref()).collect();
@@ -183,7 +282,7 @@ async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreR
     )
     .await?;
 
-    let (c, e) = columns(writes, |w| &w.index.references);
+    let (c, e) = columns(writes, |i| &i.references);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let target_type: Vec<Option<&str>> = e.iter().map(|e| e.target_type.as_deref()).collect();
     let target_id: Vec<Option<&str>> = e.iter().map(|e| e.target_id.as_deref()).collect();
@@ -198,7 +297,7 @@ async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreR
     )
     .await?;
 
-    let (c, e) = columns(writes, |w| &w.index.dates);
+    let (c, e) = columns(writes, |i| &i.dates);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let start: Vec<i64> = e.iter().map(|e| e.start).collect();
     let end: Vec<i64> = e.iter().map(|e| e.end).collect();
@@ -211,7 +310,7 @@ async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreR
     )
     .await?;
 
-    let (c, e) = columns(writes, |w| &w.index.numbers);
+    let (c, e) = columns(writes, |i| &i.numbers);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let value: Vec<f64> = e.iter().map(|e| e.value).collect();
     let low: Vec<f64> = e.iter().map(|e| e.low).collect();
@@ -226,7 +325,7 @@ async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreR
     )
     .await?;
 
-    let (c, e) = columns(writes, |w| &w.index.quantities);
+    let (c, e) = columns(writes, |i| &i.quantities);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let value: Vec<f64> = e.iter().map(|e| e.value).collect();
     let low: Vec<f64> = e.iter().map(|e| e.low).collect();
@@ -245,7 +344,7 @@ async fn insert_index(client: &ClientWrapper, writes: &[VersionWrite]) -> StoreR
     )
     .await?;
 
-    let (c, e) = columns(writes, |w| &w.index.uris);
+    let (c, e) = columns(writes, |i| &i.uris);
     let param: Vec<&str> = e.iter().map(|e| e.param.as_str()).collect();
     let value: Vec<&str> = e.iter().map(|e| e.value.as_str()).collect();
     insert_rows(

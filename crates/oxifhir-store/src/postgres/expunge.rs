@@ -4,7 +4,7 @@ use deadpool_postgres::Object;
 
 use super::{driver_params, map_err, param_refs};
 use crate::StoreResult;
-use crate::expunge::{self, ExpungeBatch};
+use crate::expunge::{self, ExpungeBatch, ExpungeCount};
 use crate::sql::{Dialect, Sql};
 
 async fn execute(client: &Object, sql: &Sql) -> StoreResult<u64> {
@@ -17,7 +17,7 @@ async fn execute(client: &Object, sql: &Sql) -> StoreResult<u64> {
 }
 
 /// One batch in one transaction (the caller's); the number of versions removed.
-pub(super) async fn run(client: &Object, batch: &ExpungeBatch) -> StoreResult<u64> {
+pub(super) async fn run(client: &Object, batch: &ExpungeBatch) -> StoreResult<ExpungeCount> {
     let keys = match (
         expunge::given_keys(batch),
         expunge::select_keys(Dialect::Postgres, batch),
@@ -40,25 +40,31 @@ pub(super) async fn run(client: &Object, batch: &ExpungeBatch) -> StoreResult<u6
                 .collect::<StoreResult<Vec<(String, String)>>>()?
         }
         (None, None) => {
-            return execute(
+            let versions = execute(
                 client,
                 &expunge::delete_previous_versions(Dialect::Postgres, batch),
             )
-            .await;
+            .await?;
+            return Ok(ExpungeCount {
+                resources: 0,
+                versions,
+            });
         }
     };
     let counted = expunge::history_statements(&keys);
-    let mut versions = 0;
+    let mut count = ExpungeCount::default();
     for (i, statement) in expunge::delete_keys(Dialect::Postgres, &keys)
         .iter()
         .enumerate()
     {
         let changed = execute(client, statement).await?;
         if i < counted {
-            versions += changed;
+            count.versions += changed;
+        } else if statement.text.starts_with("DELETE FROM resources ") {
+            count.resources += changed;
         }
     }
-    Ok(versions)
+    Ok(count)
 }
 
 /// `(type, id, param)` of every current resource with a reference to `target_type/target_id`.

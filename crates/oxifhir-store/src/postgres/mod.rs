@@ -33,9 +33,9 @@ use tokio_postgres::types::ToSql;
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexedParam, Isolation,
-    ResourceVersion, SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx,
-    VersionWrite,
+    ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexReplacement, IndexScope,
+    IndexedParam, Isolation, ResourceVersion, SearchPage, SearchQuery, Store, StoreError,
+    StoreResult, StoreTx, VersionWrite,
 };
 
 /// Most connections one store keeps open.
@@ -49,6 +49,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PostgresStore {
     pool: Pool,
     jobs: SqlJobQueue<jobs::PostgresJobs>,
+    probe_from: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -106,9 +107,18 @@ impl PostgresStore {
                 listener: std::sync::OnceLock::new(),
             }),
             pool,
+            probe_from: crate::sql::PROBE_FROM,
         };
         schema::migrate(store.lease().await?, schema).await?;
         Ok(store)
+    }
+
+    /// The same store with searches probing a condition row by row once it matches at least
+    /// `entries` index entries (see `sql::plan_search`); tests lower it to exercise probing
+    /// on small data sets.
+    pub fn with_probe_from(mut self, entries: usize) -> Self {
+        self.probe_from = entries;
+        self
     }
 
     async fn lease(&self) -> StoreResult<Lease> {
@@ -161,7 +171,10 @@ impl Store for PostgresStore {
             })
             .await
             .map_err(map_err)?;
-        Ok(Box::new(PostgresTx { lease: Some(lease) }))
+        Ok(Box::new(PostgresTx {
+            lease: Some(lease),
+            probe_from: self.probe_from,
+        }))
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
@@ -182,7 +195,7 @@ impl Store for PostgresStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        search::search(&*self.client().await?, query).await
+        search::search(&*self.client().await?, query, self.probe_from).await
     }
 
     async fn expunge(&self, batch: &crate::expunge::ExpungeBatch) -> StoreResult<u64> {
@@ -196,7 +209,7 @@ impl Store for PostgresStore {
             Ok(count) => {
                 client.batch_execute("COMMIT").await.map_err(map_err)?;
                 lease.release();
-                Ok(count)
+                Ok(count.versions)
             }
             // Dropping the lease closes the connection, which rolls the transaction back.
             Err(e) => Err(e),
@@ -294,6 +307,7 @@ impl Drop for Lease {
 struct PostgresTx {
     /// `None` once committed.
     lease: Option<Lease>,
+    probe_from: usize,
 }
 
 impl PostgresTx {
@@ -345,7 +359,7 @@ impl StoreTx for PostgresTx {
     }
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        search::search(self.client()?, query).await
+        search::search(self.client()?, query, self.probe_from).await
     }
 
     async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {
@@ -371,6 +385,46 @@ impl StoreTx for PostgresTx {
         index: IndexEntries,
     ) -> StoreResult<bool> {
         write::replace_index(self.client()?, resource_type, id, version_id, &index).await
+    }
+
+    async fn replace_index_many(
+        &mut self,
+        scope: &IndexScope,
+        replacements: Vec<IndexReplacement>,
+    ) -> StoreResult<Vec<bool>> {
+        bulk::replace_index_many(self.client()?, scope, &replacements).await
+    }
+
+    async fn job_checkpoint(
+        &mut self,
+        job_id: &str,
+        attempt: i64,
+        checkpoint: &[u8],
+        progress: Option<&str>,
+    ) -> StoreResult<bool> {
+        let (text, params) = crate::jobs::checkpoint_statement(
+            job_id,
+            attempt,
+            checkpoint,
+            progress,
+            None,
+            oxifhir_model::Instant::now(),
+        );
+        let client = self.client()?;
+        let statement = client.prepare_cached(&text).await.map_err(map_err)?;
+        let values = driver_params(&params);
+        let changed = client
+            .execute(&statement, &param_refs(&values))
+            .await
+            .map_err(map_err)?;
+        Ok(changed > 0)
+    }
+
+    async fn expunge(
+        &mut self,
+        batch: &crate::expunge::ExpungeBatch,
+    ) -> StoreResult<crate::expunge::ExpungeCount> {
+        expunge::run(self.client()?, batch).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -118,6 +118,10 @@ fn filter(
     clauses
 }
 
+/// By default, a condition with at least this many matching index entries is probed row by
+/// row (see [`plan_search`]) rather than collected whole for each page.
+pub(crate) const PROBE_FROM: usize = 2000;
+
 /// For a search of one type in id or `_lastUpdated` order, the conditions that may be
 /// probed row by row instead of tested for membership (see [`plan_search`]): each one's
 /// position in `query.conditions` and a statement counting its matching index entries up to

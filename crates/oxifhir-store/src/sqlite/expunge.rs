@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::map_err;
 use crate::StoreResult;
-use crate::expunge::{self, ExpungeBatch};
+use crate::expunge::{self, ExpungeBatch, ExpungeCount};
 use crate::sql::{Dialect, Sql};
 
 fn execute(conn: &Connection, sql: &Sql) -> StoreResult<u64> {
@@ -19,7 +19,7 @@ fn execute(conn: &Connection, sql: &Sql) -> StoreResult<u64> {
 /// One batch in one transaction; the number of versions removed.
 pub(super) fn expunge(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u64> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
-    let result = run(conn, batch);
+    let result = run(conn, batch).map(|count| count.versions);
     match &result {
         Ok(_) => conn.execute_batch("COMMIT").map_err(map_err)?,
         Err(_) => {
@@ -29,7 +29,8 @@ pub(super) fn expunge(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u6
     result
 }
 
-fn run(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u64> {
+/// One batch inside the caller's transaction; the number of versions removed.
+pub(super) fn run(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<ExpungeCount> {
     let keys = match (
         expunge::given_keys(batch),
         expunge::select_keys(Dialect::Sqlite, batch),
@@ -45,24 +46,30 @@ fn run(conn: &Connection, batch: &ExpungeBatch) -> StoreResult<u64> {
             .collect::<Result<Vec<(String, String)>, _>>()
             .map_err(map_err)?,
         (None, None) => {
-            return execute(
+            let versions = execute(
                 conn,
                 &expunge::delete_previous_versions(Dialect::Sqlite, batch),
-            );
+            )?;
+            return Ok(ExpungeCount {
+                resources: 0,
+                versions,
+            });
         }
     };
     let counted = expunge::history_statements(&keys);
-    let mut versions = 0;
+    let mut count = ExpungeCount::default();
     for (i, statement) in expunge::delete_keys(Dialect::Sqlite, &keys)
         .iter()
         .enumerate()
     {
         let changed = execute(conn, statement)?;
         if i < counted {
-            versions += changed;
+            count.versions += changed;
+        } else if statement.text.starts_with("DELETE FROM resources ") {
+            count.resources += changed;
         }
     }
-    Ok(versions)
+    Ok(count)
 }
 
 /// `(type, id, param)` of every current resource with a reference to `target_type/target_id`.

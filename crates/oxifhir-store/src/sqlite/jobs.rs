@@ -62,6 +62,15 @@ fn query(conn: &Connection, sql: &str, params: &[Param]) -> StoreResult<Vec<JobR
     rows.into_iter().map(JobRow::into_record).collect()
 }
 
+/// Runs a job statement (`$n` placeholders) on `conn`; the number of rows it changed.
+pub(super) fn execute(conn: &Connection, sql: &str, params: &[Param]) -> StoreResult<u64> {
+    let mut statement = conn.prepare_cached(&sqlite_text(sql)).map_err(map_err)?;
+    let changed = statement
+        .execute(rusqlite::params_from_iter(params))
+        .map_err(map_err)?;
+    Ok(changed as u64)
+}
+
 impl SqliteJobs {
     /// Runs `f` on the writer connection (outside any transaction of a [`crate::StoreTx`]:
     /// it waits for the writer like one).
@@ -98,14 +107,7 @@ impl JobSql for SqliteJobs {
     }
 
     async fn execute(&self, sql: String, params: Vec<Param>) -> StoreResult<u64> {
-        self.write(move |conn| {
-            let mut statement = conn.prepare_cached(&sqlite_text(&sql)).map_err(map_err)?;
-            let changed = statement
-                .execute(rusqlite::params_from_iter(&params))
-                .map_err(map_err)?;
-            Ok(changed as u64)
-        })
-        .await
+        self.write(move |conn| execute(conn, &sql, &params)).await
     }
 
     async fn query_count(&self, sql: String, params: Vec<Param>) -> StoreResult<i64> {

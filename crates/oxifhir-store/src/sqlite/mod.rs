@@ -27,9 +27,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 use crate::jobs::{JobQueue, SqlJobQueue};
 use crate::sql::Param;
 use crate::{
-    BulkLoad, ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexedParam,
-    Isolation, ResourceVersion, SearchPage, SearchQuery, Store, StoreError, StoreResult, StoreTx,
-    VersionWrite,
+    BulkLoad, ExportBatch, ExportScan, HistoryPage, HistoryQuery, IndexEntries, IndexReplacement,
+    IndexScope, IndexedParam, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
+    StoreError, StoreResult, StoreTx, VersionWrite,
 };
 
 /// Number of reader connections.
@@ -90,7 +90,7 @@ impl SqliteStore {
                 writer,
                 group: Arc::default(),
                 readers,
-                probe_from: search::PROBE_FROM,
+                probe_from: crate::sql::PROBE_FROM,
             })
         })
         .await
@@ -380,6 +380,43 @@ impl StoreTx for SqliteTx {
         let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
         self.run(move |conn| write::replace_index(conn, &resource_type, &id, version_id, &index))
             .await
+    }
+
+    async fn replace_index_many(
+        &mut self,
+        scope: &IndexScope,
+        replacements: Vec<IndexReplacement>,
+    ) -> StoreResult<Vec<bool>> {
+        let scope = scope.clone();
+        self.run(move |conn| write::replace_index_many(conn, &scope, &replacements))
+            .await
+    }
+
+    async fn job_checkpoint(
+        &mut self,
+        job_id: &str,
+        attempt: i64,
+        checkpoint: &[u8],
+        progress: Option<&str>,
+    ) -> StoreResult<bool> {
+        let (text, params) = crate::jobs::checkpoint_statement(
+            job_id,
+            attempt,
+            checkpoint,
+            progress,
+            None,
+            oxifhir_model::Instant::now(),
+        );
+        self.run(move |conn| jobs::execute(conn, &text, &params).map(|n| n > 0))
+            .await
+    }
+
+    async fn expunge(
+        &mut self,
+        batch: &crate::expunge::ExpungeBatch,
+    ) -> StoreResult<crate::expunge::ExpungeCount> {
+        let batch = batch.clone();
+        self.run(move |conn| expunge::run(conn, &batch)).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

@@ -13,7 +13,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{is_unique_violation, map_err};
 use crate::sql::INDEX_TABLES;
-use crate::{IndexEntries, StoreError, StoreResult, VersionWrite, WriteMethod};
+use crate::{
+    IndexEntries, IndexReplacement, IndexScope, StoreError, StoreResult, VersionWrite, WriteMethod,
+};
 
 fn conflict(write: &VersionWrite, found: Option<i64>) -> StoreError {
     StoreError::VersionConflict {
@@ -155,6 +157,65 @@ pub(super) fn replace_index(
     pending.add(&t, &id, index);
     pending.flush(conn)?;
     Ok(true)
+}
+
+/// Replaces the index rows of many resources (see [`crate::StoreTx::replace_index_many`]).
+pub(super) fn replace_index_many(
+    conn: &Connection,
+    scope: &IndexScope,
+    replacements: &[IndexReplacement],
+) -> StoreResult<Vec<bool>> {
+    let mut select = conn
+        .prepare_cached(
+            "SELECT version_id, method FROM resources WHERE resource_type = ?1 AND id = ?2",
+        )
+        .map_err(map_err)?;
+    let mut current = Vec::with_capacity(replacements.len());
+    for r in replacements {
+        let found: Option<(i64, String)> = select
+            .query_row((&r.resource_type, &r.id), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(map_err)?;
+        current.push(matches!(
+            found,
+            Some((version, method)) if version == r.version_id && method != WriteMethod::Delete.code()
+        ));
+    }
+    match scope {
+        IndexScope::All => {
+            for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
+                delete_index(conn, &r.resource_type, &r.id)?;
+            }
+        }
+        IndexScope::Params(codes) => {
+            let codes = serde_json::to_string(codes)
+                .map_err(|e| crate::StoreError::Backend(e.to_string()))?;
+            for table in INDEX_TABLES {
+                let mut delete = conn
+                    .prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2 \
+                         AND param IN (SELECT value FROM json_each(?3))"
+                    ))
+                    .map_err(map_err)?;
+                for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
+                    delete
+                        .execute((&r.resource_type, &r.id, &codes))
+                        .map_err(map_err)?;
+                }
+            }
+        }
+    }
+    let mut pending = PendingIndex::default();
+    for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
+        pending.add(&r.resource_type, &r.id, &r.index);
+        if pending.len() >= FLUSH_ROWS {
+            pending.flush(conn)?;
+        }
+    }
+    pending.flush(conn)?;
+    Ok(current)
 }
 
 /// Pending index rows are inserted once there are this many.

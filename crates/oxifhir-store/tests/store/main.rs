@@ -31,5 +31,6 @@ mod crud;
 mod export;
 mod history;
 mod jobs;
+mod maintenance;
 mod search;
 mod search_index;

@@ -6,7 +6,8 @@
 //! then HTTP scenarios against a server on that database (create and update beside a trivial
 //! handler on the same HTTP stack; read by id beside a raw `SELECT body` through the same
 //! driver) at 1, 8 and 32 clients. Every row also reports the peak resident memory of the
-//! process during its scenario (server and load driver share the process).
+//! process during its scenario, and its peak anonymous memory (heap, without the pages of
+//! memory-mapped files), sampled every 5 ms (server and load driver share the process).
 //!
 //! **Adding a scenario**: write a module
 //! with an `async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>>`, add a [`Scenario`]
@@ -18,6 +19,7 @@ mod driver;
 mod export;
 mod import;
 mod read;
+mod reindex;
 mod search;
 mod table;
 mod update;
@@ -57,7 +59,7 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search, async, export); the import
+    /// Run only these scenarios (comma-separated: create, update, read, search, async, export, reindex); the import
     /// that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -119,6 +121,8 @@ pub enum Scenario {
     Async,
     /// A system-level `$export` of everything, beside a raw scan of the rows.
     Export,
+    /// `$reindex` of one new parameter and of every parameter, beside a raw scan.
+    Reindex,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
@@ -131,6 +135,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::Search,
     Scenario::Async,
     Scenario::Export,
+    Scenario::Reindex,
 ];
 
 impl Scenario {
@@ -143,6 +148,7 @@ impl Scenario {
             Scenario::Search => search::run(env).await,
             Scenario::Async => asynchronous::run(env).await,
             Scenario::Export => export::run(env).await,
+            Scenario::Reindex => reindex::run(env).await,
         }
     }
 
@@ -156,6 +162,7 @@ impl Scenario {
             Scenario::Search => "search",
             Scenario::Async => "async",
             Scenario::Export => "export",
+            Scenario::Reindex => "reindex",
         }
     }
 }
@@ -256,13 +263,15 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         });
         for scenario in selected {
             table::reset_peak_memory();
+            let heap = table::HeapSampler::start();
             let mut measured = scenario
                 .run(&mut env)
                 .await
                 .with_context(|| format!("{backend}: {scenario:?}"))?;
-            let peak = table::peak_memory();
+            let (peak, peak_heap) = (table::peak_memory(), heap.stop());
             for row in &mut measured {
                 row.peak_rss = peak;
+                row.peak_heap = peak_heap;
             }
             rows.extend(measured);
         }

@@ -169,10 +169,15 @@ fhir_test! {
         let r = as_client(s, &reader, "POST", "$reindex", None).await;
         assert_eq!(r.status, 403, "{}", r.text());
         assert!(outcome_text(&r).contains("administrator"));
+        let r = as_client(s, &reader, "POST", "$expunge?expungeDeletedResources=true", None).await;
+        assert_eq!(r.status, 403, "{}", r.text());
         let admin = token(s, "admin", &keys().ec, "system/*.rs").await;
         let r = as_client(s, &admin, "POST", "$reindex", None).await;
         assert_ne!(r.status, 403, "the admin passes the access check: {}", r.text());
         assert_ne!(r.status, 401);
+        let r = as_client(s, &admin, "POST", "$expunge?expungeDeletedResources=true", None).await;
+        assert_eq!(r.status, 200, "the admin may expunge: {}", r.text());
+        assert_eq!(r.json()["parameter"][0]["name"], "count");
     }
 }
 
