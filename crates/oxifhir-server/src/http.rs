@@ -278,15 +278,32 @@ fn headers(map: &HeaderMap) -> RequestHeaders {
 
 /// `GET {base}/_async/{id}/files/{name}`: an export file streamed from the export store as
 /// `application/fhir+ndjson` (gzip-compressed by the route's layer when the client accepts
-/// it).
+/// it). With `--auth smart` it needs the bearer token of the client that started the export
+/// (anyone else, like an unknown job, gets `404`).
 async fn export_file(
     State(server): State<FhirServer>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     path: Result<axum::extract::Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Response {
+    let admission = auth::admit(
+        server.auth(),
+        relative_path(uri.path(), &server.config().base_path()),
+        "GET",
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let principal = match admission {
+        Admission::Rejected(response) => return to_http(response),
+        Admission::Authenticated(principal) => Some(principal),
+        Admission::Open | Admission::Endpoint(_) => None,
+    };
     let Ok(axum::extract::Path((id, name))) = path else {
         return error_response(&ApiError::not_found("No such export file"));
     };
-    let request = FhirRequest::new(Method::Get, &format!("_async/{id}/files"));
+    let mut request = FhirRequest::new(Method::Get, &format!("_async/{id}/files"));
+    request.principal = principal;
     let ctx = crate::interactions::Context {
         server: &server,
         request: &request,
