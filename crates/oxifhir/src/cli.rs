@@ -29,12 +29,10 @@ pub enum LogFormat {
     Json,
 }
 
-// The flags are parsed once at start; boxing the largest variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the FHIR server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(DatabaseArgs),
     /// Load NDJSON files and Bundles into a database or a running server.
@@ -180,17 +178,6 @@ pub struct JobArgs {
     #[arg(long, env = "OXIFHIR_MAX_ACTIVE_JOBS", default_value_t = 16)]
     pub max_active_jobs: i64,
 
-    // `std::option::Option` spelled out: clap then takes the parser's `None` (`off`) as a value
-    // instead of making the flag optional.
-    /// Asynchronous kick-offs one client may make, as COUNT/PERIOD (bursts up to COUNT), e.g.
-    /// `60/1m`, `5/s`; `off` for no limit. More get `429` with `Retry-After`.
-    #[arg(long, env = "OXIFHIR_KICKOFF_RATE", default_value = "60/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
-    pub kickoff_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
-
-    /// Status polls one client may make over all its jobs, as COUNT/PERIOD or `off`.
-    #[arg(long, env = "OXIFHIR_POLL_RATE", default_value = "600/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
-    pub poll_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
-
     /// Resources `$reindex` and `$expunge` read and write per transaction.
     #[arg(
         long,
@@ -203,6 +190,16 @@ pub struct JobArgs {
     /// A pause after each batch of `$reindex` and `$expunge` (for crash tests).
     #[arg(long, env = "OXIFHIR_MAINTENANCE_THROTTLE", default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
     pub maintenance_throttle: std::time::Duration,
+    // `std::option::Option` spelled out: clap then takes the parser's `None` (`off`) as a value
+    // instead of making the flag optional.
+    /// Asynchronous kick-offs one client may make, as COUNT/PERIOD (bursts up to COUNT), e.g.
+    /// `60/1m`, `5/s`; `off` for no limit. More get `429` with `Retry-After`.
+    #[arg(long, env = "OXIFHIR_KICKOFF_RATE", default_value = "60/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
+    pub kickoff_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
+
+    /// Status polls one client may make over all its jobs, as COUNT/PERIOD or `off`.
+    #[arg(long, env = "OXIFHIR_POLL_RATE", default_value = "600/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
+    pub poll_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
 }
 
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
@@ -221,7 +218,7 @@ pub fn init_logging(format: &LogFormat) {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Synth(args) => crate::synth::run(args),
         Command::Import(args) => crate::import::run(args).await,

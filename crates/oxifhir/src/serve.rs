@@ -68,6 +68,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         custom = search_params.custom().len(),
         "search parameters loaded"
     );
+    let slots = oxifhir_server::operations::scheduling::index_slot_ends(&server)
+        .await
+        .map_err(|e| anyhow::anyhow!("indexing Slot end times: {}", e.message()))?;
+    if slots > 0 {
+        tracing::info!(
+            slots,
+            "indexed the end times of Slots stored before Slot?end="
+        );
+    }
     let jobs = server
         .job_runtime(RuntimeConfig {
             workers: args.jobs.workers,

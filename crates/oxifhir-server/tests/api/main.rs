@@ -17,6 +17,7 @@ mod input;
 mod job_rerun;
 mod rate_limits;
 mod reindex;
+mod scheduling;
 mod search_composite;
 mod search_history;
 mod search_paging;

@@ -38,10 +38,10 @@ pub struct TestOptions {
     pub auth: Option<AuthConfig>,
     /// Export settings; the location is replaced by a directory of the test's own.
     pub export: ExportConfig,
-    /// How long a client may take to send headers and body.
-    pub read_timeout: std::time::Duration,
     /// `$reindex` and `$expunge` settings.
     pub maintenance: MaintenanceConfig,
+    /// How long a client may take to send headers and body.
+    pub read_timeout: std::time::Duration,
 }
 
 impl Default for TestOptions {
@@ -54,8 +54,8 @@ impl Default for TestOptions {
                 settle: std::time::Duration::from_millis(100),
                 ..ExportConfig::default()
             },
-            read_timeout: std::time::Duration::from_secs(60),
             maintenance: MaintenanceConfig::default(),
+            read_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

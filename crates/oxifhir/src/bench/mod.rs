@@ -20,6 +20,7 @@ mod export;
 mod import;
 mod read;
 mod reindex;
+mod scheduling;
 mod search;
 mod table;
 mod update;
@@ -59,8 +60,8 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search, async, export, reindex); the import
-    /// that fills the database always runs first.
+    /// Run only these scenarios (comma-separated: create, update, read, search, async, export,
+    /// reindex, scheduling); the import that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -123,6 +124,8 @@ pub enum Scenario {
     Export,
     /// `$reindex` of one new parameter and of every parameter, beside a raw scan.
     Reindex,
+    /// `$find` over a busy month, bookings per second under contention.
+    Scheduling,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
@@ -136,6 +139,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::Async,
     Scenario::Export,
     Scenario::Reindex,
+    Scenario::Scheduling,
 ];
 
 impl Scenario {
@@ -149,6 +153,7 @@ impl Scenario {
             Scenario::Async => asynchronous::run(env).await,
             Scenario::Export => export::run(env).await,
             Scenario::Reindex => reindex::run(env).await,
+            Scenario::Scheduling => scheduling::run(env).await,
         }
     }
 
@@ -163,6 +168,7 @@ impl Scenario {
             Scenario::Async => "async",
             Scenario::Export => "export",
             Scenario::Reindex => "reindex",
+            Scenario::Scheduling => "scheduling",
         }
     }
 }
