@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")"
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-resource search_params prefer type_filter fhirpath dispatch_get}
+targets=${*:-resource search_params prefer type_filter fhirpath dispatch_get dispatch_write}
 export RUSTC_BOOTSTRAP=1
 for target in $targets; do
     mkdir -p "corpus/$target"

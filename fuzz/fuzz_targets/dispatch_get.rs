@@ -23,11 +23,23 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = runtime
-        .block_on(oxifhir_store::sqlite::SqliteStore::open(dir.path()))
-        .expect("store")
-        .with_probe_from(1);
-    let server = FhirServer::new(Arc::new(store), ServerConfig::default());
+    // OXIFHIR_FUZZ_POSTGRES=postgres://… runs against a fresh schema of that database
+    // instead (slower; meant for replaying a corpus with -runs=0).
+    let store: Arc<dyn oxifhir_store::Store> = match std::env::var("OXIFHIR_FUZZ_POSTGRES") {
+        Ok(url) => runtime
+            .block_on(oxifhir_store::open(&oxifhir_store::StoreConfig::Postgres {
+                url,
+                schema: Some(format!("fuzz_{}", std::process::id())),
+            }))
+            .expect("postgres store"),
+        Err(_) => Arc::new(
+            runtime
+                .block_on(oxifhir_store::sqlite::SqliteStore::open(dir.path()))
+                .expect("store")
+                .with_probe_from(1),
+        ),
+    };
+    let server = FhirServer::new(store, ServerConfig::default());
     let resources = [
         json!({"resourceType": "Organization", "id": "o1", "name": "Acme"}),
         json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "O'Brien", "given": ["Ann"]}],

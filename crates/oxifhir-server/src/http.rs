@@ -59,9 +59,9 @@ pub async fn serve_with(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -72,7 +72,17 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // The peer address, as `axum::serve` with connect info would give it.
+        let service =
+            hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+                router.clone(),
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(remote));
+                    request
+                },
+            ));
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -170,6 +180,10 @@ async fn to_fhir_request(
         body,
         principal: None,
         assigned_id: None,
+        client_address: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip()),
     })
 }
 
@@ -278,15 +292,32 @@ fn headers(map: &HeaderMap) -> RequestHeaders {
 
 /// `GET {base}/_async/{id}/files/{name}`: an export file streamed from the export store as
 /// `application/fhir+ndjson` (gzip-compressed by the route's layer when the client accepts
-/// it).
+/// it). With `--auth smart` it needs the bearer token of the client that started the export
+/// (anyone else, like an unknown job, gets `404`).
 async fn export_file(
     State(server): State<FhirServer>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     path: Result<axum::extract::Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Response {
+    let admission = auth::admit(
+        server.auth(),
+        relative_path(uri.path(), &server.config().base_path()),
+        "GET",
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let principal = match admission {
+        Admission::Rejected(response) => return to_http(response),
+        Admission::Authenticated(principal) => Some(principal),
+        Admission::Open | Admission::Endpoint(_) => None,
+    };
     let Ok(axum::extract::Path((id, name))) = path else {
         return error_response(&ApiError::not_found("No such export file"));
     };
-    let request = FhirRequest::new(Method::Get, &format!("_async/{id}/files"));
+    let mut request = FhirRequest::new(Method::Get, &format!("_async/{id}/files"));
+    request.principal = principal;
     let ctx = crate::interactions::Context {
         server: &server,
         request: &request,

@@ -78,6 +78,10 @@ pub struct FhirRequest {
     /// transaction, the seed of its creates' ids (`{assigned_id}-{entry index}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_id: Option<String>,
+    /// The address the request came from (set at the HTTP edge; never stored with a job). Tells
+    /// clients apart for rate limits while authentication is off.
+    #[serde(skip)]
+    pub client_address: Option<std::net::IpAddr>,
 }
 
 impl FhirRequest {
@@ -92,6 +96,7 @@ impl FhirRequest {
             body: Vec::new(),
             principal: None,
             assigned_id: None,
+            client_address: None,
         }
     }
 

@@ -24,7 +24,7 @@ pub async fn kickoff(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<
     let rate = server.async_config().kickoff_rate;
     if let (Some(limit), Err(wait)) = (
         rate,
-        server.rates().kickoffs.take(client_key(ctx.request), rate),
+        server.rates().kickoffs.take(&client_key(ctx.request), rate),
     ) {
         return Err(too_many("asynchronous requests", limit, wait));
     }

@@ -111,14 +111,14 @@ pub fn too_many(what: &str, rate: Rate, wait: Duration) -> ApiError {
     .with_retry_after(secs)
 }
 
-/// The bucket key of the client a request acts for: its SMART client id, or one shared key
-/// while authentication is off (then every caller counts as the same client, as for
-/// `max_active_per_client`).
-pub fn client_key(request: &crate::FhirRequest) -> &str {
-    request
-        .principal
-        .as_ref()
-        .map_or("", |principal| principal.client_id.as_str())
+/// The bucket key of the client a request acts for: its SMART client id, or while
+/// authentication is off the address it came from (one shared key when that is unknown).
+pub fn client_key(request: &crate::FhirRequest) -> String {
+    match (&request.principal, request.client_address) {
+        (Some(principal), _) => format!("client:{}", principal.client_id),
+        (None, Some(address)) => format!("address:{address}"),
+        (None, None) => String::new(),
+    }
 }
 
 /// One token bucket per client, for one limit.

@@ -65,7 +65,10 @@ async fn poll(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
     let rate = ctx.server.async_config().poll_rate;
     if let (Some(limit), Err(wait)) = (
         rate,
-        ctx.server.rates().polls.take(client_key(ctx.request), rate),
+        ctx.server
+            .rates()
+            .polls
+            .take(&client_key(ctx.request), rate),
     ) {
         return Err(too_many("status polls", limit, wait));
     }

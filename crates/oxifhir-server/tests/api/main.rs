@@ -10,6 +10,7 @@ mod bundle;
 mod crud;
 mod custom_params;
 mod export;
+mod export_auth;
 mod expunge;
 mod hostile;
 mod input;

@@ -1,5 +1,6 @@
 //! Per-client rate limits of kick-offs and status polls: `429` with `Retry-After` past the
-//! limit, one budget per client, nothing enqueued for a refused kick-off.
+//! limit, one budget per client (SMART client, or address without authentication), nothing
+//! enqueued for a refused kick-off.
 
 use std::time::Duration;
 
@@ -86,5 +87,26 @@ fhir_test! {
         assert_throttled(&as_client(s, &a, "GET", &url, None).await);
         let url = other.header("content-location").expect("status url");
         assert_eq!(as_client(s, &b, "GET", &url, None).await.status, 202);
+    }
+}
+
+fhir_test! {
+    options = TestOptions { workers: 0, asynchronous: limits(1, 100), ..TestOptions::default() };
+    async fn without_authentication_each_address_has_its_own_budget(s: &TestServer) {
+        let r = s.send("GET", "Patient", &[("prefer", "respond-async")], None).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_throttled(&s.send("GET", "Patient", &[("prefer", "respond-async")], None).await);
+        // Another loopback address is another client.
+        let other = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .expect("client");
+        let r = other
+            .get(s.url("Patient"))
+            .header("prefer", "respond-async")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 202);
     }
 }
