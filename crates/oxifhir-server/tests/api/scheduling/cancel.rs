@@ -127,11 +127,13 @@ fhir_test! {
         let mut done = None;
         for _ in 0..100 {
             let poll = s.get(&status_url).await;
-            if poll.status != 202 {
+            // 202 while it runs; 429 when this poll came sooner than `Retry-After` advised.
+            if !matches!(poll.status, 202 | 429) {
                 done = Some(poll);
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let wait = poll.header("retry-after").and_then(|w| w.parse().ok()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(100).max(Duration::from_secs(wait))).await;
         }
         let done = done.expect("the job finished");
         assert_eq!(done.status, 303, "{}", done.text());
