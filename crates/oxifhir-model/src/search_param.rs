@@ -281,11 +281,29 @@ struct Table {
     by_base: HashMap<String, Vec<usize>>,
 }
 
+/// The canonical URL of `Slot?end=`, a parameter this server defines beyond R4 (R4 has
+/// `Slot.start` as a search parameter but not `Slot.end`): with it, the Slots overlapping a
+/// time range are one search (`start=lt…&end=gt…`), which scheduling needs.
+pub const SLOT_END_URL: &str = "http://oxifhir.dev/fhir/SearchParameter/Slot-end";
+
+/// Search parameters this server defines beyond R4, in the table with R4's own so that
+/// every write path indexes them. Stores written before one was added need their
+/// resources of its types reindexed once (scheduling does it for `Slot-end` at start).
+const SERVER_DEFINED: &str = r#"[
+    {"code": "end", "url": "http://oxifhir.dev/fhir/SearchParameter/Slot-end", "base": ["Slot"],
+     "type": "date", "expression": "Slot.end"}
+]"#;
+
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let defs: Vec<SearchParamDef> = resource_type::parse_embedded(
+    let mut defs: Vec<SearchParamDef> = resource_type::parse_embedded(
         "search-parameters.json",
         include_str!("../data/search-parameters.json"),
     );
+    defs.extend(resource_type::parse_embedded::<Vec<SearchParamDef>>(
+        "server-defined search parameters",
+        SERVER_DEFINED,
+    ));
+    defs.sort_by(|a, b| a.url.cmp(&b.url));
     let by_url = defs
         .iter()
         .enumerate()
@@ -307,7 +325,8 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
     }
 });
 
-/// Every R4 search parameter, sorted by url.
+/// Every R4 search parameter and the few this server defines ([`SLOT_END_URL`]), sorted by
+/// url.
 pub fn all() -> &'static [SearchParamDef] {
     &TABLE.defs
 }
@@ -358,7 +377,10 @@ mod tests {
 
     #[test]
     fn the_table_loads() {
-        assert_eq!(all().len(), 1378);
+        assert_eq!(all().len(), 1379);
+        let end = lookup("Slot", "end").unwrap();
+        assert_eq!(end.url, SLOT_END_URL);
+        assert_eq!(end.kind, SearchParamType::Date);
         assert!(all().windows(2).all(|w| w[0].url < w[1].url));
         for def in all() {
             assert!(!def.base.is_empty(), "{}", def.url);

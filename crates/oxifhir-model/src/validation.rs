@@ -15,6 +15,10 @@
 //! to "an object with a known `resourceType`" a type's validator is under 1 MB and compiles in
 //! a few milliseconds, and nested issues are reported at their own paths.
 //!
+//! Beyond the schema, every value is checked for what storage cannot hold faithfully: numbers
+//! outside the range of a 64-bit float (`1e400` could be neither indexed nor compared) and
+//! strings or names containing U+0000 (PostgreSQL text cannot hold it).
+//!
 //! What the R4 JSON schema cannot check is not checked here: invariants (FHIRPath
 //! constraints), calendar validity beyond the pattern (`2023-02-30` passes), required
 //! primitive elements (the schema lets `_status` stand for `status`, so it requires neither),
@@ -85,6 +89,17 @@ static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
         .get_mut("definitions")
         .and_then(Value::as_object_mut)
     {
+        // The R4 schema describes resources and complex types by their `properties` alone,
+        // which any non-object satisfies (`"name": [1]`, `"extension": [[[]]]` would pass);
+        // a definition with properties describes an object.
+        for definition in definitions.values_mut() {
+            if let Some(definition) = definition.as_object_mut()
+                && definition.contains_key("properties")
+                && !definition.contains_key("type")
+            {
+                definition.insert("type".into(), Value::String("object".into()));
+            }
+        }
         let types: Vec<Value> = resource_type::all()
             .iter()
             .map(|t| Value::String((*t).to_string()))
@@ -164,6 +179,7 @@ pub fn validate(resource: &Value) -> Result<(), Vec<ValidationIssue>> {
     }
     let mut issues = Vec::new();
     check(resource, resource_type, resource_type, 0, &mut issues);
+    check_values(resource, resource_type, &mut issues);
     if issues.is_empty() {
         Ok(())
     } else {
@@ -249,6 +265,74 @@ fn check(
         }
     }
     walk_nested(resource, resource_type, path, depth, out);
+}
+
+/// Reports numbers beyond the range of an `f64` and strings (and names) containing U+0000,
+/// anywhere in `resource`, at most [`MAX_RAW_ISSUES`] of them. The walk keeps its own stack,
+/// so no nesting depth makes it recurse.
+fn check_values(resource: &Value, resource_type: &str, out: &mut Vec<ValidationIssue>) {
+    enum Step<'a> {
+        Property(&'a str),
+        Index(usize),
+    }
+    let path_of = |steps: &[Step<'_>]| {
+        let mut path = resource_type.to_string();
+        for step in steps {
+            match step {
+                Step::Property(name) => {
+                    path.push('.');
+                    path.push_str(&short_name(name));
+                }
+                Step::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        path
+    };
+    // Each entry: the value, and how many steps of `steps` lead to it.
+    let mut stack: Vec<(&Value, usize, Option<Step<'_>>)> = vec![(resource, 0, None)];
+    let mut steps: Vec<Step<'_>> = Vec::new();
+    while let Some((value, depth, step)) = stack.pop() {
+        if out.len() >= MAX_RAW_ISSUES {
+            return;
+        }
+        steps.truncate(depth.saturating_sub(1));
+        if let Some(step) = step {
+            steps.push(step);
+        }
+        match value {
+            Value::Number(n) if n.as_f64().is_none_or(|f| !f.is_finite()) => {
+                out.push(ValidationIssue::new(
+                    path_of(&steps),
+                    format!(
+                        "The number {} is beyond the range this server can store",
+                        short(value)
+                    ),
+                ))
+            }
+            Value::String(text) if text.contains('\0') => out.push(ValidationIssue::new(
+                path_of(&steps),
+                "A string may not contain the NUL character (U+0000)",
+            )),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate().rev() {
+                    stack.push((item, depth + 1, Some(Step::Index(i))));
+                }
+            }
+            Value::Object(map) => {
+                for (name, item) in map.iter().rev() {
+                    if name.contains('\0') {
+                        out.push(ValidationIssue::new(
+                            path_of(&steps),
+                            "An element name may not contain the NUL character (U+0000)",
+                        ));
+                        continue;
+                    }
+                    stack.push((item, depth + 1, Some(Step::Property(name))));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Looks for nested resources in the elements of `value`, an instance of schema definition

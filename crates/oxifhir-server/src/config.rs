@@ -1,4 +1,5 @@
-//! Server settings that shape responses: the public base URL and request limits.
+//! Server settings that shape responses: the public base URL and request limits (body size,
+//! read timeout).
 
 /// Settings of the FHIR API.
 #[derive(Debug, Clone, PartialEq)]
@@ -8,6 +9,10 @@ pub struct ServerConfig {
     pub base_url: String,
     /// Largest accepted request body in bytes; larger bodies get `413`.
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request: its headers (else the connection is
+    /// closed) and then its whole body (else `408`). Slow or stalled clients cannot hold a
+    /// connection and a task for longer.
+    pub read_timeout: std::time::Duration,
     /// Page size of searches and histories without `_count`.
     pub default_count: usize,
     /// Largest page size; larger `_count` values are lowered to it.
@@ -76,6 +81,7 @@ impl Default for ServerConfig {
         ServerConfig {
             base_url: "http://127.0.0.1:8080/fhir".into(),
             max_body_bytes: 16 * 1024 * 1024,
+            read_timeout: std::time::Duration::from_secs(60),
             default_count: 20,
             max_count: 1000,
             asynchronous: Default::default(),

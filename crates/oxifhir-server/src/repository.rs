@@ -51,16 +51,38 @@ const TRANSACTION_ATTEMPTS: u32 = 8;
 pub async fn in_transaction<T, F>(
     store: &dyn Store,
     isolation: Isolation,
+    body: F,
+) -> Result<T, ApiError>
+where
+    F: for<'a> FnMut(&'a mut dyn StoreTx) -> BoxFuture<'a, Result<T, TxFailure>>,
+{
+    in_locked_transaction(store, isolation, &[], body).await
+}
+
+/// As [`in_transaction`], holding the store locks `keys` ([`StoreTx::lock`], taken in sorted
+/// order before anything else) for the whole transaction: transactions that share a key run
+/// one after another, so a decision resting on what the body reads cannot be raced by
+/// another holder of the key. When every attempt still conflicts, the answer is `409`.
+pub async fn in_locked_transaction<T, F>(
+    store: &dyn Store,
+    isolation: Isolation,
+    keys: &[String],
     mut body: F,
 ) -> Result<T, ApiError>
 where
     F: for<'a> FnMut(&'a mut dyn StoreTx) -> BoxFuture<'a, Result<T, TxFailure>>,
 {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys.dedup();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let result = async {
             let mut tx = store.begin(isolation).await?;
+            for key in &keys {
+                tx.lock(key).await?;
+            }
             let value = body(tx.as_mut()).await?;
             tx.commit().await?;
             Ok::<T, TxFailure>(value)

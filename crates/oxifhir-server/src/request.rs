@@ -72,6 +72,16 @@ pub struct FhirRequest {
     /// Stored with the request, so an asynchronous job is checked with the same rights.
     #[serde(default)]
     pub principal: Option<Principal>,
+    /// The id a create gives its new resource, fixed when an asynchronous request is accepted
+    /// (never taken from HTTP), so that a job run again after its worker died finds the
+    /// resource its first run wrote instead of creating a second one. For a batch or
+    /// transaction, the seed of its creates' ids (`{assigned_id}-{entry index}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_id: Option<String>,
+    /// The address the request came from (set at the HTTP edge; never stored with a job). Tells
+    /// clients apart for rate limits while authentication is off.
+    #[serde(skip)]
+    pub client_address: Option<std::net::IpAddr>,
 }
 
 impl FhirRequest {
@@ -85,6 +95,8 @@ impl FhirRequest {
             headers: RequestHeaders::default(),
             body: Vec::new(),
             principal: None,
+            assigned_id: None,
+            client_address: None,
         }
     }
 

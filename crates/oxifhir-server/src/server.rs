@@ -31,6 +31,7 @@ struct Inner {
     store: Arc<dyn Store>,
     config: ServerConfig,
     polls: PollTracker,
+    rates: asynchronous::rate::ClientRates,
     auth: AuthMode,
     /// The store of export files, or why it cannot be used.
     export_files: Result<ExportFiles, String>,
@@ -47,6 +48,7 @@ impl FhirServer {
                 store,
                 config,
                 polls: PollTracker::default(),
+                rates: Default::default(),
                 auth: AuthMode::None,
             }),
         }
@@ -59,6 +61,7 @@ impl FhirServer {
                 store: Arc::clone(&self.inner.store),
                 config: self.inner.config.clone(),
                 polls: PollTracker::default(),
+                rates: Default::default(),
                 auth,
                 export_files: ExportFiles::open(&self.inner.config.export.location),
                 search_params: Registry::new(&self.inner.config.base_url),
@@ -89,6 +92,11 @@ impl FhirServer {
     /// Recent polls of status URLs on this node.
     pub(crate) fn polls(&self) -> &PollTracker {
         &self.inner.polls
+    }
+
+    /// Per-client rate limits of kick-offs and polls on this node.
+    pub(crate) fn rates(&self) -> &asynchronous::rate::ClientRates {
+        &self.inner.rates
     }
 
     /// The job runtime of this server: every job kind registered, not started.

@@ -241,6 +241,18 @@ pub trait StoreTx: Send {
         &mut self,
         batch: &expunge::ExpungeBatch,
     ) -> StoreResult<expunge::ExpungeCount>;
+    /// Waits until no other transaction holds `key`, then holds it until this transaction
+    /// ends, so that transactions locking one key run one after another (scheduling locks
+    /// each Schedule it books on). Call it before anything else in the transaction: then
+    /// everything the transaction reads includes the writes of the key's previous holder.
+    /// Called later, it still serializes the holders, but a stale read may end the
+    /// transaction with [`StoreError::Retryable`]. Lock several keys in one order (sorted) to
+    /// avoid deadlocks. SQLite runs write transactions one at a time anyway, so there it does
+    /// nothing.
+    async fn lock(&mut self, key: &str) -> StoreResult<()> {
+        let _ = key;
+        Ok(())
+    }
 
     /// Makes every write of this transaction durable and visible, or none of them.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

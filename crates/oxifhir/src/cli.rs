@@ -32,7 +32,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the FHIR server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema, then exit.
     Migrate(DatabaseArgs),
     /// Load NDJSON files and Bundles into a database or a running server.
@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "OXIFHIR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request: its headers (or the connection is
+    /// closed), then its body (or it gets 408). E.g. `60s`, `5m`.
+    #[arg(long, env = "OXIFHIR_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub read_timeout: std::time::Duration,
     /// Page size of searches without _count.
     #[arg(long, env = "OXIFHIR_DEFAULT_COUNT", default_value_t = 20)]
     pub default_count: usize,
@@ -186,6 +190,16 @@ pub struct JobArgs {
     /// A pause after each batch of `$reindex` and `$expunge` (for crash tests).
     #[arg(long, env = "OXIFHIR_MAINTENANCE_THROTTLE", default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
     pub maintenance_throttle: std::time::Duration,
+    // `std::option::Option` spelled out: clap then takes the parser's `None` (`off`) as a value
+    // instead of making the flag optional.
+    /// Asynchronous kick-offs one client may make, as COUNT/PERIOD (bursts up to COUNT), e.g.
+    /// `60/1m`, `5/s`; `off` for no limit. More get `429` with `Retry-After`.
+    #[arg(long, env = "OXIFHIR_KICKOFF_RATE", default_value = "60/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
+    pub kickoff_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
+
+    /// Status polls one client may make over all its jobs, as COUNT/PERIOD or `off`.
+    #[arg(long, env = "OXIFHIR_POLL_RATE", default_value = "600/1m", value_parser = oxifhir_server::asynchronous::rate::parse_rate)]
+    pub poll_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
 }
 
 /// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
@@ -204,7 +218,7 @@ pub fn init_logging(format: &LogFormat) {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Serve(args) => crate::serve::serve(*args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Synth(args) => crate::synth::run(args),
         Command::Import(args) => crate::import::run(args).await,

@@ -35,12 +35,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         base_url: base_url.trim_end_matches('/').to_string(),
         max_body_bytes: args.max_body_bytes,
+        read_timeout: args.read_timeout.max(std::time::Duration::from_millis(100)),
         default_count: args.default_count.max(1),
         max_count: args.max_count.max(1),
         asynchronous: AsyncConfig {
             retention: args.jobs.job_retention,
             poll_too_fast_ratio: args.jobs.poll_too_fast_ratio.clamp(0.0, 1.0),
             max_active_per_client: args.jobs.max_active_jobs.max(1),
+            kickoff_rate: args.jobs.kickoff_rate,
+            poll_rate: args.jobs.poll_rate,
         },
         export: ExportConfig {
             location: location.clone(),
@@ -65,6 +68,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         custom = search_params.custom().len(),
         "search parameters loaded"
     );
+    let slots = oxifhir_server::operations::scheduling::index_slot_ends(&server)
+        .await
+        .map_err(|e| anyhow::anyhow!("indexing Slot end times: {}", e.message()))?;
+    if slots > 0 {
+        tracing::info!(
+            slots,
+            "indexed the end times of Slots stored before Slot?end="
+        );
+    }
     let jobs = server
         .job_runtime(RuntimeConfig {
             workers: args.jobs.workers,
@@ -100,9 +112,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    http::serve(listener, http::router(server), shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let read_timeout = server.config().read_timeout;
+    http::serve_with(
+        listener,
+        http::router(server),
+        read_timeout,
+        shutdown_signal(),
+    )
+    .await
+    .context("serving HTTP")?;
     tracing::info!("handing running jobs back to the queue");
     jobs.shutdown().await;
     tracing::info!("shut down cleanly");

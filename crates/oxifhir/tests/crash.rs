@@ -3,7 +3,9 @@
 //! and the job finished from its checkpoint — by a second process sharing the PostgreSQL
 //! schema, or by the same SQLite database started again — with files equal to an
 //! uninterrupted run's (export), with exact counts and every resource indexed (reindex), or
-//! with exact counts and the data gone (expunge).
+//! with exact counts and the data gone (expunge). An export to an S3-compatible bucket (a
+//! local `moto_server`) is finished by another node too, and a node that took no part serves
+//! every file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +45,16 @@ fn free_port() -> u16 {
 
 /// Starts `oxifhir serve` with `db` flags, one worker, a 2 s lease and a slow export.
 async fn start(db: &[String], exports: &Path, log: &Path) -> Node {
+    start_with(db, exports.as_os_str(), &[], log).await
+}
+
+/// [`start`] with export files at `exports` (a directory or `s3://…`) and extra environment.
+async fn start_with(
+    db: &[String],
+    exports: &std::ffi::OsStr,
+    env: &[(&str, String)],
+    log: &Path,
+) -> Node {
     let port = free_port();
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
@@ -54,6 +66,7 @@ async fn start(db: &[String], exports: &Path, log: &Path) -> Node {
         .arg(exports)
         .args(["--export-part-size", "20", "--export-batch", "10"])
         .args(["--export-throttle", "60ms"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args([
             "--maintenance-batch",
             "10",
@@ -306,6 +319,161 @@ async fn sqlite_export_survives_a_restart() {
     let again = kickoff(&node.base).await;
     let uninterrupted = files(&manifest(&node.base, &again).await).await;
     assert_eq!(resumed, uninterrupted);
+}
+
+/// A local S3-compatible endpoint (`moto_server`) with one bucket, stopped on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    bucket: &'static str,
+}
+
+impl Moto {
+    /// Starts `moto_server` (or `python3 -m moto.server`) on a free loopback port, or `None`
+    /// when moto is not installed and `OXIFHIR_TEST_S3` is not `required` (`.ci/run` requires
+    /// it).
+    async fn start() -> Option<Moto> {
+        let bucket = "oxifhir-exports";
+        let client = reqwest::Client::new();
+        let mut failures = Vec::new();
+        for (program, prefix) in [
+            ("moto_server", &[][..]),
+            ("python3", &["-m", "moto.server"][..]),
+        ] {
+            let port = free_port();
+            let spawned = Command::new(program)
+                .args(prefix)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let mut moto = match spawned {
+                Ok(child) => Moto {
+                    child,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    bucket,
+                },
+                Err(e) => {
+                    failures.push(format!("{program}: {e}"));
+                    continue;
+                }
+            };
+            for _ in 0..300 {
+                if let Ok(Some(status)) = moto.child.try_wait() {
+                    failures.push(format!("{program} exited: {status}"));
+                    break;
+                }
+                if let Ok(r) = client
+                    .put(format!("{}/{bucket}", moto.endpoint))
+                    .send()
+                    .await
+                {
+                    assert!(r.status().is_success(), "create bucket: {}", r.status());
+                    return Some(moto);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if std::env::var("OXIFHIR_TEST_S3").as_deref() == Ok("required") {
+            panic!("OXIFHIR_TEST_S3=required but moto cannot start: {failures:?}");
+        }
+        eprintln!("moto is not available ({failures:?}); skipping the S3 variant");
+        None
+    }
+
+    /// The environment `oxifhir serve` needs to reach the endpoint.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// The keys of every object in the bucket.
+    async fn keys(&self) -> Vec<String> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/{}?list-type=2", self.endpoint, self.bucket))
+            .send()
+            .await
+            .expect("list")
+            .text()
+            .await
+            .expect("text");
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_export_survives_a_killed_node_and_every_node_serves_its_files() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let postgres = std::env::var("OXIFHIR_TEST_POSTGRES").ok();
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let s = setup(postgres.clone().map(|url| (url, schema.clone())));
+    let exports = std::ffi::OsString::from(format!("s3://{}/exports", moto.bucket));
+    let env = moto.env();
+    let log = |name: &str| s.dir.path().join(name);
+    let mut a = start_with(&s.db, &exports, &env, &log("a.log")).await;
+    load(&a.base).await;
+    let id = kickoff(&a.base).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    assert_eq!(
+        running_worker(store.as_ref(), &id, "Exported ").await,
+        a.pid()
+    );
+    a.kill();
+    drop(store);
+    // On PostgreSQL a second node takes the job over; SQLite has one node, started again.
+    let b = start_with(&s.db, &exports, &env, &log("b.log")).await;
+    let resumed = manifest(&b.base, &id).await;
+    let keys = moto.keys().await;
+    for item in resumed["output"].as_array().expect("output") {
+        let name = item["url"]
+            .as_str()
+            .expect("url")
+            .rsplit('/')
+            .next()
+            .expect("name");
+        assert!(
+            keys.contains(&format!("exports/{id}/{name}")),
+            "{name} is in the bucket: {keys:?}"
+        );
+    }
+    let resumed_files = files(&resumed).await;
+    check(&resumed_files);
+    let again = kickoff(&b.base).await;
+    let uninterrupted = files(&manifest(&b.base, &again).await).await;
+    assert_eq!(resumed_files, uninterrupted);
+    if postgres.is_some() {
+        // A node that took no part in the export serves its files from the bucket.
+        let c = start_with(&s.db, &exports, &env, &log("c.log")).await;
+        let via_c = resumed.to_string().replace(&b.base, &c.base);
+        let via_c: Value = serde_json::from_str(&via_c).expect("manifest");
+        assert_eq!(files(&via_c).await, resumed_files);
+    }
+    drop(b);
+    if let Some(url) = postgres
+        && let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+    {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+    }
 }
 
 /// A custom parameter on Patient's family name, defined after the data was loaded.

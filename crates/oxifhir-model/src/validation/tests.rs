@@ -531,3 +531,40 @@ fn element_names_and_required_elements_come_from_the_schema() {
     assert!(element_names("Nope").is_empty());
     assert!(required_elements("AsyncJob").is_empty());
 }
+
+#[test]
+fn complex_types_must_be_objects() {
+    let p = parse(r#"{"resourceType": "Patient", "name": [1]}"#);
+    assert_one_issue(&p, "Patient.name[0]", "Expected an object, found number 1");
+    let p = parse(r#"{"resourceType": "Patient", "extension": [[[]]]}"#);
+    assert_one_issue(
+        &p,
+        "Patient.extension[0]",
+        "Expected an object, found an array",
+    );
+    let p = parse(r#"{"resourceType": "Patient", "managingOrganization": "Organization/1"}"#);
+    assert_one_issue(&p, "Patient.managingOrganization", "Expected an object");
+}
+
+#[test]
+fn numbers_beyond_f64_and_nul_characters_are_refused() {
+    let o = parse(
+        r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueQuantity": {"value": 1e400}}"#,
+    );
+    assert_one_issue(&o, "Observation.valueQuantity.value", "beyond the range");
+    let digits = "9".repeat(400);
+    let o = parse(&format!(
+        r#"{{"resourceType": "Observation", "status": "final", "code": {{"text": "x"}},
+            "valueQuantity": {{"value": -{digits}}}}}"#
+    ));
+    assert_one_issue(&o, "Observation.valueQuantity.value", "beyond the range");
+    // Tiny numbers round to zero; that is representable.
+    let o = parse(
+        r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueQuantity": {"value": 1e-400}}"#,
+    );
+    assert_valid(&o);
+    let p = parse(r#"{"resourceType": "Patient", "name": [{"given": ["a", "b\u0000c"]}]}"#);
+    assert_one_issue(&p, "Patient.name[0].given[1]", "NUL");
+}

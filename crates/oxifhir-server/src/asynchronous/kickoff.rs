@@ -8,6 +8,7 @@ use oxifhir_store::jobs::NewJob;
 use serde_json::Value;
 
 use super::INTERACTION_KIND;
+use super::rate::{client_key, too_many};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::interactions::Context;
 use crate::interactions::search;
@@ -19,8 +20,15 @@ use crate::route::Interaction;
 
 /// Accepts `ctx.request` for asynchronous processing as `interaction`.
 pub async fn kickoff(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<FhirResponse> {
-    let kind = validate(ctx, interaction).await?;
     let server = ctx.server;
+    let rate = server.async_config().kickoff_rate;
+    if let (Some(limit), Err(wait)) = (
+        rate,
+        server.rates().kickoffs.take(&client_key(ctx.request), rate),
+    ) {
+        return Err(too_many("asynchronous requests", limit, wait));
+    }
+    let kind = validate(ctx, interaction).await?;
     let owner = owner(ctx.request);
     let config = &server.async_config();
     let active = server.store().jobs().active_count(owner.as_deref()).await?;
@@ -33,7 +41,13 @@ pub async fn kickoff(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<
             ),
         ));
     }
-    let stored = without_respond_async(ctx.request);
+    let mut stored = without_respond_async(ctx.request);
+    if matches!(
+        interaction,
+        Interaction::Create { .. } | Interaction::BatchOrTransaction
+    ) {
+        stored.assigned_id = Some(new_id());
+    }
     let input = serde_json::to_vec(&stored).map_err(ApiError::internal)?;
     let id = new_id();
     server

@@ -8,10 +8,12 @@
 //!   `$export-poll-status` alias.
 //! - [`async_job`]: the `AsyncJob` resource view of a job (read, search by status).
 //! - [`interaction_job`]: the job kind that replays a stored request through `dispatch`.
+//! - [`rate`]: per-client rate limits of kick-offs and polls (token buckets, `429`).
 
 pub mod async_job;
 pub mod interaction_job;
 pub mod kickoff;
+pub mod rate;
 pub mod status;
 
 use std::collections::HashMap;
@@ -28,6 +30,10 @@ pub struct AsyncConfig {
     pub poll_too_fast_ratio: f64,
     /// Queued and running jobs one client may have at once; more kick-offs get `429`.
     pub max_active_per_client: i64,
+    /// Kick-offs one client may make (`None`: no limit); more get `429` with `Retry-After`.
+    pub kickoff_rate: Option<rate::Rate>,
+    /// Status polls one client may make, over all its jobs (`None`: no limit).
+    pub poll_rate: Option<rate::Rate>,
 }
 
 impl Default for AsyncConfig {
@@ -36,6 +42,14 @@ impl Default for AsyncConfig {
             retention: Duration::from_secs(24 * 3600),
             poll_too_fast_ratio: 0.5,
             max_active_per_client: 16,
+            kickoff_rate: Some(rate::Rate {
+                count: 60,
+                period: Duration::from_secs(60),
+            }),
+            poll_rate: Some(rate::Rate {
+                count: 600,
+                period: Duration::from_secs(60),
+            }),
         }
     }
 }

@@ -7,6 +7,7 @@ use oxifhir_model::Instant;
 use oxifhir_model::outcome::{Issue, IssueCode, IssueSeverity, OperationOutcome};
 use oxifhir_store::jobs::{JobRecord, JobState};
 
+use super::rate::{client_key, too_many};
 use super::{async_job, retry_after};
 use crate::error::{ApiError, ApiResult, ErrorKind};
 use crate::interactions::Context;
@@ -61,6 +62,16 @@ fn gone(job: Option<&JobRecord>) -> ApiError {
 }
 
 async fn poll(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
+    let rate = ctx.server.async_config().poll_rate;
+    if let (Some(limit), Err(wait)) = (
+        rate,
+        ctx.server
+            .rates()
+            .polls
+            .take(&client_key(ctx.request), rate),
+    ) {
+        return Err(too_many("status polls", limit, wait));
+    }
     let job = visible_job(ctx, id).await?;
     let job = match job {
         Some(job) if job.released_at.is_none() && job.state != JobState::Cancelled => job,

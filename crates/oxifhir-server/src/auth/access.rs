@@ -216,18 +216,33 @@ pub fn operation_needs(name: &str, target: &OperationTarget) -> Vec<Need> {
         // Job status and cancel: the job module answers 404 to anyone but the job's owner.
         ("export-poll-status", T::System) => Vec::new(),
         ("cancel", T::Instance(t, _)) if t == resource_type::ASYNC_JOB => Vec::new(),
-        // Scheduling reads Slots and writes Appointments and Slots.
-        ("find", T::Type(t)) if t == "Appointment" => {
-            vec![on(P::Search, "Slot"), on(P::Read, "Appointment")]
-        }
-        ("book" | "hold", T::Type(t)) if t == "Appointment" => vec![
-            on(P::Create, "Appointment"),
+        // Scheduling (as the reference's access policies need): `$find` reads the Schedules,
+        // the HealthcareService and searches Slots; `$book`/`$hold` also create the Slots
+        // and the Appointment; `$confirm` updates both; `$cancel` updates the Appointment
+        // and deletes its Slots. Reading a Schedule's actor for its time zone is part of
+        // reading the Schedule.
+        ("find", T::Type(t)) if t == "Appointment" => vec![
+            on(P::Read, "Schedule"),
+            on(P::Read, "HealthcareService"),
             on(P::Search, "Slot"),
+        ],
+        ("book" | "hold", T::Type(t)) if t == "Appointment" => vec![
+            on(P::Read, "Schedule"),
+            on(P::Read, "HealthcareService"),
+            on(P::Search, "Slot"),
+            on(P::Create, "Slot"),
+            on(P::Create, "Appointment"),
+        ],
+        ("confirm", T::Instance(t, _)) if t == "Appointment" => vec![
+            on(P::Read, "Appointment"),
+            on(P::Update, "Appointment"),
+            on(P::Read, "Slot"),
             on(P::Update, "Slot"),
         ],
-        ("confirm" | "cancel", T::Instance(t, _)) if t == "Appointment" => vec![
+        ("cancel", T::Instance(t, _)) if t == "Appointment" => vec![
+            on(P::Read, "Appointment"),
             on(P::Update, "Appointment"),
-            on(P::Update, "Slot"),
+            on(P::Read, "Slot"),
             on(P::Delete, "Slot"),
         ],
         _ => vec![Need::Admin],
@@ -435,5 +450,63 @@ mod tests {
         let mode = smart_mode();
         let error = authorize(&mode, None, &request, &interaction).unwrap_err();
         assert_eq!(error.status(), 401);
+    }
+}
+
+#[cfg(test)]
+mod scheduling_tests {
+    use super::*;
+    use crate::auth::scope::Scope;
+
+    fn allows(scopes: &[&str], method: Method, url: &str) -> bool {
+        let principal = Principal {
+            client_id: "c".into(),
+            scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+            admin: false,
+        };
+        let request = FhirRequest::new(method, url);
+        let interaction = route::route(&request).unwrap();
+        needs(&request, &interaction)
+            .iter()
+            .all(|need| check(&principal, need).is_ok())
+    }
+
+    #[test]
+    fn scheduling_needs_what_the_reference_policies_grant() {
+        let find = "Appointment/$find?start=2026-06-01";
+        let reader = [
+            "system/Schedule.r",
+            "system/HealthcareService.r",
+            "system/Slot.s",
+        ];
+        assert!(allows(&reader, Method::Get, find));
+        assert!(!allows(&reader[..2], Method::Get, find));
+        let booker = [
+            "system/Schedule.r",
+            "system/HealthcareService.r",
+            "system/Slot.cs",
+            "system/Appointment.c",
+        ];
+        for op in ["$book", "$hold"] {
+            assert!(allows(&booker, Method::Post, &format!("Appointment/{op}")));
+            assert!(!allows(&reader, Method::Post, &format!("Appointment/{op}")));
+        }
+        assert!(allows(
+            &["system/Appointment.ru", "system/Slot.ru"],
+            Method::Post,
+            "Appointment/a/$confirm"
+        ));
+        assert!(allows(
+            &["system/Appointment.ru", "system/Slot.rd"],
+            Method::Post,
+            "Appointment/a/$cancel"
+        ));
+        assert!(!allows(
+            &["system/Appointment.ru", "system/Slot.ru"],
+            Method::Post,
+            "Appointment/a/$cancel"
+        ));
+        // AsyncJob/$cancel keeps its own row.
+        assert!(allows(&[], Method::Post, "AsyncJob/j/$cancel"));
     }
 }

@@ -58,6 +58,12 @@ async fn run_entry(
     }
     let mut request = entry.to_request(ctx.request.headers.prefer.as_deref())?;
     request.principal = ctx.request.principal.clone();
+    // A create of an asynchronous batch gets its id fixed at kick-off, as a lone create does.
+    request.assigned_id = ctx
+        .request
+        .assigned_id
+        .as_deref()
+        .map(|seed| super::transaction::entry_id(seed, entry.index));
     let response = ctx.server.handle(&request).await?;
     Ok(EntryResult::from_response(response))
 }

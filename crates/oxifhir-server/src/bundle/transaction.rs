@@ -99,15 +99,23 @@ pub(super) async fn process(
     let config = ctx.server.config().clone();
     let params = ctx.server.search_params().await?;
     let ret = ctx.prefs.return_;
+    let seed = ctx.request.assigned_id.clone();
     let results = in_transaction(ctx.server.store(), Isolation::Serializable, |tx| {
-        let (plan, config, params) = (plan.clone(), config.clone(), params.clone());
-        Box::pin(async move { execute(tx, &config, &params, plan, ret).await })
+        let (plan, config, params, seed) =
+            (plan.clone(), config.clone(), params.clone(), seed.clone());
+        Box::pin(async move { execute(tx, &config, &params, plan, ret, seed.as_deref()).await })
     })
     .await?;
     Ok(FhirResponse::json(
         200,
         response_bundle("transaction-response", &results),
     ))
+}
+
+/// The id of the resource that entry `index` of a Bundle kicked off asynchronously with
+/// `seed` (its `assigned_id`) creates.
+pub(crate) fn entry_id(seed: &str, index: usize) -> String {
+    format!("{seed}-{index}")
 }
 
 fn plan_entry(entry: EntryRequest) -> ApiResult<Planned> {
@@ -268,6 +276,7 @@ async fn execute(
     params: &SearchParams,
     mut plan: Vec<Planned>,
     ret: ReturnPreference,
+    seed: Option<&str>,
 ) -> Result<Vec<EntryResult>, TxFailure> {
     // 1. Decide every entry's identity, so references can be rewritten before any write.
     let mut full_urls: HashMap<String, String> = HashMap::new();
@@ -282,7 +291,21 @@ async fn execute(
                     .map_err(at)?
                 {
                     Some(Resolved::One(existing)) => Target::Existing(existing),
-                    _ => Target::Write(resource_type.clone(), new_id()),
+                    _ => match seed {
+                        // An asynchronous transaction's creates get ids fixed at kick-off: if
+                        // this is a job run again after its first run committed, the resources
+                        // are there, and are answered as found instead of created twice.
+                        Some(seed) => {
+                            let id = entry_id(seed, p.entry.index);
+                            match tx.vread(resource_type, &id, 1).await? {
+                                Some(first) if first.method == WriteMethod::Create => {
+                                    Target::Existing(first)
+                                }
+                                _ => Target::Write(resource_type.clone(), id),
+                            }
+                        }
+                        None => Target::Write(resource_type.clone(), new_id()),
+                    },
                 }
             }
             (

@@ -21,13 +21,25 @@ pub async fn create(ctx: &Context<'_>, resource_type: &str) -> ApiResult<FhirRes
     body_kind(ctx.request, &[BodyKind::Json])?;
     let resource = repository::parse_resource(&ctx.request.body, Some(resource_type))?;
     let criteria = ctx.request.headers.if_none_exist.clone();
-    let id = new_id();
+    let assigned = ctx.request.assigned_id.as_deref();
+    let id = assigned.map_or_else(new_id, str::to_owned);
     let params = ctx.server.search_params().await?;
     if criteria.is_none() {
-        let created =
-            repository::create_alone(ctx.server.store(), &params, resource_type, &id, resource)
-                .await?;
-        return Ok(write_response(ctx, &created, 201));
+        return match repository::create_alone(
+            ctx.server.store(),
+            &params,
+            resource_type,
+            &id,
+            resource,
+        )
+        .await
+        {
+            Ok(created) => Ok(write_response(ctx, &created, 201)),
+            Err(e) => match first_run_creation(ctx, resource_type, assigned).await? {
+                Some(first) => Ok(write_response(ctx, &first, 201)),
+                None => Err(e),
+            },
+        };
     }
     let config = ctx.server.config().clone();
     let rt = resource_type.to_string();
@@ -64,10 +76,31 @@ pub async fn create(ctx: &Context<'_>, resource_type: &str) -> ApiResult<FhirRes
     })
     .await?;
     match outcome {
+        (Some(existing), _) if assigned == Some(existing.id.as_str()) => {
+            match first_run_creation(ctx, resource_type, assigned).await? {
+                Some(first) => Ok(write_response(ctx, &first, 201)),
+                None => Ok(write_response(ctx, &existing, 200)),
+            }
+        }
         (Some(existing), _) => Ok(write_response(ctx, &existing, 200)),
         (_, Some(created)) => Ok(write_response(ctx, &created, 201)),
         _ => Err(ApiError::internal("conditional create returned nothing")),
     }
+}
+
+/// The version a first run of this asynchronous create wrote, when the job is run again after
+/// its worker died between the write and storing the response: version 1 of the resource under
+/// the id fixed at kick-off.
+async fn first_run_creation(
+    ctx: &Context<'_>,
+    resource_type: &str,
+    assigned: Option<&str>,
+) -> ApiResult<Option<ResourceVersion>> {
+    let Some(id) = assigned else {
+        return Ok(None);
+    };
+    let first = ctx.server.store().vread(resource_type, id, 1).await?;
+    Ok(first.filter(|v| v.method == WriteMethod::Create))
 }
 
 /// `PUT [type]/[id]` (with `If-Match` / `If-None-Match: *`), or `PUT [type]?criteria` when

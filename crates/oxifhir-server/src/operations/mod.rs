@@ -12,6 +12,7 @@ pub mod export;
 pub mod expunge;
 pub mod parameters;
 pub mod reindex;
+pub mod scheduling;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -109,6 +110,11 @@ pub static OPERATIONS: &[&OperationDef] = &[
     &export::GROUP,
     &reindex::DEF,
     &expunge::DEF,
+    &scheduling::FIND,
+    &scheduling::BOOK,
+    &scheduling::HOLD,
+    &scheduling::CONFIRM,
+    &scheduling::CANCEL,
 ];
 
 /// The operation `name` at `target`, or the error a client gets for it (400 `not-supported`).

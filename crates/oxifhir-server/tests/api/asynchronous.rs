@@ -419,3 +419,46 @@ fhir_test! {
         assert_eq!(definition["extension"][0]["valueCode"], "allowed");
     }
 }
+
+/// The stored request of the job behind `status_url`, as a worker replays it.
+async fn stored_request(s: &TestServer, status_url: &str) -> oxifhir_server::FhirRequest {
+    let id = status_url.rsplit('/').next().unwrap();
+    let job = s.store.jobs().job(id).await.unwrap().expect("the job");
+    serde_json::from_slice(&job.input).unwrap()
+}
+
+fhir_test! {
+    options = TestOptions { workers: 0, ..TestOptions::default() };
+    async fn a_create_run_again_after_a_dead_worker_creates_nothing_new(s: &TestServer) {
+        let json_type = [("content-type", "application/fhir+json")];
+        let plain = serde_json::to_vec(&patient("Once")).unwrap();
+        let conditional = serde_json::to_vec(&json!({"resourceType": "Patient",
+            "identifier": [{"system": "urn:once", "value": "c1"}],
+            "name": [{"family": "Once"}]})).unwrap();
+        let jobs = [
+            kickoff(s, "POST", "Patient", &json_type, Some(plain)).await,
+            kickoff(s, "POST", "Patient",
+                &[json_type[0], ("if-none-exist", "identifier=urn:once|c1")],
+                Some(conditional)).await,
+        ];
+        for status_url in &jobs {
+            let request = stored_request(s, status_url).await;
+            let id = request.assigned_id.clone().expect("an id fixed at kick-off");
+            // The first run wrote the resource and its worker died before storing the
+            // response; the run that follows answers exactly what the first would have.
+            let first = s.server.dispatch(request.clone()).await;
+            assert_eq!(first.status, 201, "{}", String::from_utf8_lossy(&first.body));
+            let again = s.server.dispatch(request).await;
+            assert_eq!((again.status, &again.headers, &again.body),
+                (first.status, &first.headers, &first.body));
+            let created: Value = serde_json::from_slice(&first.body).unwrap();
+            assert_eq!(created["id"], id.as_str());
+        }
+        let found = s.get("Patient?family=Once&_summary=count").await.json();
+        assert_eq!(found["total"], 2, "two creates, two Patients");
+        // An ordinary create still gets an id of the server's choosing.
+        let fresh = s.post("Patient", &patient("Once")).await;
+        assert_eq!(fresh.status, 201);
+        assert!(!jobs.iter().any(|j| j.contains(fresh.json()["id"].as_str().unwrap())));
+    }
+}

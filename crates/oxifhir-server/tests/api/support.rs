@@ -40,6 +40,8 @@ pub struct TestOptions {
     pub export: ExportConfig,
     /// `$reindex` and `$expunge` settings.
     pub maintenance: MaintenanceConfig,
+    /// How long a client may take to send headers and body.
+    pub read_timeout: std::time::Duration,
 }
 
 impl Default for TestOptions {
@@ -53,6 +55,7 @@ impl Default for TestOptions {
                 ..ExportConfig::default()
             },
             maintenance: MaintenanceConfig::default(),
+            read_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -122,18 +125,21 @@ impl TestServer {
         dir: tempfile::TempDir,
     ) -> Self {
         let export_dir = dir.path().join("exports");
+        // Every condition with a match is probed row by row, as on large databases (the
+        // membership path runs for conditions matching nothing, and in the store's own tests).
         let store: Arc<dyn oxifhir_store::Store> = match &config {
-            // Every condition with a match is probed row by row, as on large databases (the
-            // membership path is what PostgreSQL runs, and conditions matching nothing).
             StoreConfig::Sqlite { dir } => Arc::new(
                 oxifhir_store::sqlite::SqliteStore::open(dir)
                     .await
                     .expect("cannot open the sqlite store")
                     .with_probe_from(1),
             ),
-            _ => oxifhir_store::open(&config)
-                .await
-                .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}")),
+            StoreConfig::Postgres { url, schema } => Arc::new(
+                oxifhir_store::postgres::PostgresStore::open(url, schema.as_deref())
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open the {backend} store: {e}"))
+                    .with_probe_from(1),
+            ),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -143,6 +149,7 @@ impl TestServer {
         let server_config = ServerConfig {
             base_url: base.clone(),
             max_body_bytes: 1024 * 1024,
+            read_timeout: options.read_timeout,
             asynchronous: options.asynchronous.clone(),
             export: ExportConfig {
                 location: ExportLocation::Local(export_dir.clone()),
@@ -165,8 +172,9 @@ impl TestServer {
             .start();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = http::router(server.clone());
+        let read_timeout = options.read_timeout;
         tokio::spawn(async move {
-            let _ = http::serve(listener, router, async {
+            let _ = http::serve_with(listener, router, read_timeout, async {
                 let _ = rx.await;
             })
             .await;

@@ -49,6 +49,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PostgresStore {
     pool: Pool,
     jobs: SqlJobQueue<jobs::PostgresJobs>,
+    probe_from: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -106,9 +107,18 @@ impl PostgresStore {
                 listener: std::sync::OnceLock::new(),
             }),
             pool,
+            probe_from: crate::sql::PROBE_FROM,
         };
         schema::migrate(store.lease().await?, schema).await?;
         Ok(store)
+    }
+
+    /// The same store with searches probing a condition row by row once it matches at least
+    /// `entries` index entries (see `sql::plan_search`); tests lower it to exercise probing
+    /// on small data sets.
+    pub fn with_probe_from(mut self, entries: usize) -> Self {
+        self.probe_from = entries;
+        self
     }
 
     async fn lease(&self) -> StoreResult<Lease> {
@@ -155,13 +165,16 @@ impl Store for PostgresStore {
         let lease = self.lease().await?;
         lease
             .client()?
-            .batch_execute(match isolation {
-                Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
-                Isolation::VersionChecked => "BEGIN ISOLATION LEVEL READ COMMITTED",
-            })
+            .batch_execute(begin_statement(isolation))
             .await
             .map_err(map_err)?;
-        Ok(Box::new(PostgresTx { lease: Some(lease) }))
+        Ok(Box::new(PostgresTx {
+            lease: Some(lease),
+            probe_from: self.probe_from,
+            isolation,
+            used: false,
+            session_locks: false,
+        }))
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
@@ -182,7 +195,7 @@ impl Store for PostgresStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        search::search(&*self.client().await?, query).await
+        search::search(&*self.client().await?, query, self.probe_from).await
     }
 
     async fn expunge(&self, batch: &crate::expunge::ExpungeBatch) -> StoreResult<u64> {
@@ -290,10 +303,17 @@ impl Drop for Lease {
     }
 }
 
-/// A `SERIALIZABLE` transaction on one pooled connection.
+/// A transaction on one pooled connection.
 struct PostgresTx {
     /// `None` once committed.
     lease: Option<Lease>,
+    probe_from: usize,
+    isolation: Isolation,
+    /// True once a statement other than a lock ran in the transaction.
+    used: bool,
+    /// True when the session holds advisory locks taken by [`StoreTx::lock`] before the
+    /// transaction's first statement; they are released when it ends.
+    session_locks: bool,
 }
 
 impl PostgresTx {
@@ -303,6 +323,30 @@ impl PostgresTx {
             .ok_or_else(|| StoreError::Backend("transaction already finished".into()))?
             .client()
     }
+
+    /// As [`PostgresTx::client`], for a statement that reads or writes data.
+    fn client_used(&mut self) -> StoreResult<&Object> {
+        self.used = true;
+        self.client()
+    }
+}
+
+/// The `BEGIN` statement of a transaction at `isolation`.
+fn begin_statement(isolation: Isolation) -> &'static str {
+    match isolation {
+        Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        Isolation::VersionChecked => "BEGIN ISOLATION LEVEL READ COMMITTED",
+    }
+}
+
+/// The 64-bit advisory lock key of a lock name (FNV-1a, stable across processes).
+fn advisory_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }
 
 impl Drop for PostgresTx {
@@ -310,14 +354,22 @@ impl Drop for PostgresTx {
         let Some(lease) = self.lease.take() else {
             return;
         };
-        // Without a runtime the lease closes the connection, which rolls back too.
+        let session_locks = self.session_locks;
+        // Without a runtime the lease closes the connection, which rolls back and unlocks too.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let rolled_back = match lease.client() {
-                    Ok(client) => client.batch_execute("ROLLBACK").await.is_ok(),
+                let clean = match lease.client() {
+                    Ok(client) => {
+                        client.batch_execute("ROLLBACK").await.is_ok()
+                            && (!session_locks
+                                || client
+                                    .batch_execute("SELECT pg_advisory_unlock_all()")
+                                    .await
+                                    .is_ok())
+                    }
                     Err(_) => false,
                 };
-                if rolled_back {
+                if clean {
                     lease.release();
                 }
             });
@@ -332,7 +384,7 @@ impl StoreTx for PostgresTx {
         resource_type: &str,
         id: &str,
     ) -> StoreResult<Option<ResourceVersion>> {
-        search::read(self.client()?, resource_type, id).await
+        search::read(self.client_used()?, resource_type, id).await
     }
 
     async fn vread(
@@ -341,26 +393,27 @@ impl StoreTx for PostgresTx {
         id: &str,
         version_id: i64,
     ) -> StoreResult<Option<ResourceVersion>> {
-        search::vread(self.client()?, resource_type, id, version_id).await
+        search::vread(self.client_used()?, resource_type, id, version_id).await
     }
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<SearchPage> {
-        search::search(self.client()?, query).await
+        let probe_from = self.probe_from;
+        search::search(self.client_used()?, query, probe_from).await
     }
 
     async fn write(&mut self, write: VersionWrite) -> StoreResult<()> {
-        write::write(self.client()?, &write).await
+        write::write(self.client_used()?, &write).await
     }
 
     async fn read_many(
         &mut self,
         keys: &[(String, String)],
     ) -> StoreResult<Vec<Option<ResourceVersion>>> {
-        bulk::read_many(self.client()?, keys).await
+        bulk::read_many(self.client_used()?, keys).await
     }
 
     async fn write_many(&mut self, writes: Vec<VersionWrite>) -> StoreResult<()> {
-        bulk::write_many(self.client()?, &writes).await
+        bulk::write_many(self.client_used()?, &writes).await
     }
 
     async fn replace_index(
@@ -370,7 +423,31 @@ impl StoreTx for PostgresTx {
         version_id: i64,
         index: IndexEntries,
     ) -> StoreResult<bool> {
-        write::replace_index(self.client()?, resource_type, id, version_id, &index).await
+        write::replace_index(self.client_used()?, resource_type, id, version_id, &index).await
+    }
+
+    async fn lock(&mut self, key: &str) -> StoreResult<()> {
+        let key = advisory_key(key);
+        if self.used {
+            self.client()?
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                .await
+                .map_err(map_err)?;
+            return Ok(());
+        }
+        // Nothing ran yet: wait for the lock outside the (empty) transaction and begin it
+        // again, so that its snapshot is taken after the previous holder committed. A
+        // serializable snapshot taken before the wait would miss that holder's writes.
+        // (The key is an integer computed here, so it can be written into the statement:
+        // ending the empty transaction and waiting take one round trip.)
+        self.session_locks = true;
+        let begin = begin_statement(self.isolation);
+        let client = self.client()?;
+        client
+            .batch_execute(&format!("ROLLBACK; SELECT pg_advisory_lock({key})"))
+            .await
+            .map_err(map_err)?;
+        client.batch_execute(begin).await.map_err(map_err)
     }
 
     async fn replace_index_many(
@@ -378,7 +455,7 @@ impl StoreTx for PostgresTx {
         scope: &IndexScope,
         replacements: Vec<IndexReplacement>,
     ) -> StoreResult<Vec<bool>> {
-        bulk::replace_index_many(self.client()?, scope, &replacements).await
+        bulk::replace_index_many(self.client_used()?, scope, &replacements).await
     }
 
     async fn job_checkpoint(
@@ -396,7 +473,7 @@ impl StoreTx for PostgresTx {
             None,
             oxifhir_model::Instant::now(),
         );
-        let client = self.client()?;
+        let client = self.client_used()?;
         let statement = client.prepare_cached(&text).await.map_err(map_err)?;
         let values = driver_params(&params);
         let changed = client
@@ -410,14 +487,32 @@ impl StoreTx for PostgresTx {
         &mut self,
         batch: &crate::expunge::ExpungeBatch,
     ) -> StoreResult<crate::expunge::ExpungeCount> {
-        expunge::run(self.client()?, batch).await
+        expunge::run(self.client_used()?, batch).await
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        let result = self.client()?.batch_execute("COMMIT").await;
-        // A failed COMMIT ends the transaction too, so there is nothing to roll back.
+        let statement = if self.session_locks {
+            "COMMIT; SELECT pg_advisory_unlock_all()"
+        } else {
+            "COMMIT"
+        };
+        let result = self.client()?.batch_execute(statement).await;
+        // A failed COMMIT ends the transaction too, so there is nothing to roll back; the
+        // statements after it did not run.
         if let Some(lease) = self.lease.take() {
-            lease.release();
+            let unlocked = !self.session_locks
+                || result.is_ok()
+                || match lease.client() {
+                    Ok(client) => client
+                        .batch_execute("SELECT pg_advisory_unlock_all()")
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                };
+            // A connection that may still hold locks is closed rather than pooled.
+            if unlocked {
+                lease.release();
+            }
         }
         result.map_err(map_err)
     }

@@ -187,6 +187,14 @@ const MIGRATIONS: &[&str] = &[
         marked_at BIGINT NOT NULL
     );
     "#,
+    // 4: reference targets compare bytewise like the ids they point at (`resources.id` is
+    // `COLLATE "C"`), so a chain, `_has` or `_revinclude` joins them through the value index
+    // instead of scanning every reference.
+    r#"
+    ALTER TABLE idx_reference
+        ALTER COLUMN target_type TYPE TEXT COLLATE "C",
+        ALTER COLUMN target_id TYPE TEXT COLLATE "C";
+    "#,
 ];
 
 /// Checks a schema name from configuration: `[a-z0-9_]+`, at most 63 bytes.

@@ -125,9 +125,26 @@ pub(super) async fn vread(
     row.map(|r| row_data(&r).map(|d| d.version)).transpose()
 }
 
-/// A page of current, not deleted resources.
-pub(super) async fn search(client: &ClientWrapper, query: &SearchQuery) -> StoreResult<SearchPage> {
-    let plan = sql::plan_search(Dialect::Postgres, query, &[])?;
+/// A page of current, not deleted resources. When every condition matches at least
+/// `probe_from` index entries, they are probed row by row (see `sql::plan_search`).
+pub(super) async fn search(
+    client: &ClientWrapper,
+    query: &SearchQuery,
+    probe_from: usize,
+) -> StoreResult<SearchPage> {
+    let candidates = sql::probe_candidates(Dialect::Postgres, query, probe_from);
+    let mut probed = Vec::new();
+    for (i, statement) in &candidates {
+        if count(client, statement).await? >= probe_from as i64 {
+            probed.push(*i);
+        }
+    }
+    // A narrow condition is where PostgreSQL's planner should start; probes would make it walk
+    // every row of the type instead. Only when every condition is broad do probes pay.
+    if probed.len() < candidates.len() {
+        probed.clear();
+    }
+    let plan = sql::plan_search(Dialect::Postgres, query, &probed)?;
     let found = match &plan.page {
         Some(page) => rows_with_keys(client, page, &plan.keys).await?,
         None => Vec::new(),

@@ -259,13 +259,15 @@ pub(super) fn probe(binder: &mut Binder, cond: &Condition, scope: &Scope) -> Opt
         .map(|f| {
             // Without statistics SQLite prefers a range on the value index, which scans
             // every match for each row; the probe must seek the row's own entries.
-            let from = match dialect {
-                super::Dialect::Sqlite => format!("{} INDEXED BY {}_res", f.from, f.table),
-                super::Dialect::Postgres => f.from,
+            // PostgreSQL turns a plain `EXISTS` into a semi-join that collects every match
+            // before the first row; `OFFSET 0` keeps it a test of each row as it is reached.
+            let (from, fence) = match dialect {
+                super::Dialect::Sqlite => (format!("{} INDEXED BY {}_res", f.from, f.table), ""),
+                super::Dialect::Postgres => (f.from, " OFFSET 0"),
             };
             format!(
                 "EXISTS (SELECT 1 FROM {from} WHERE {e}.resource_type = {a}.resource_type \
-                 AND {e}.id = {a}.id AND {filter})",
+                 AND {e}.id = {a}.id AND {filter}{fence})",
                 e = f.alias,
                 filter = f.filter,
             )

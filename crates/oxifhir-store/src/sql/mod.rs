@@ -9,7 +9,7 @@
 mod condition;
 mod search;
 
-pub(crate) use search::{KeyKind, finish_search, plan_search, probe_candidates};
+pub(crate) use search::{KeyKind, PROBE_FROM, finish_search, plan_search, probe_candidates};
 
 use crate::cursor::{self, CursorValue};
 use crate::{HistoryPage, HistoryQuery, HistoryScope, ResourceVersion, StoreError, StoreResult};

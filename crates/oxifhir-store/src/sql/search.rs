@@ -98,10 +98,15 @@ fn filter(
 ) -> Vec<String> {
     let mut clauses = vec!["r.method <> 'D'".to_owned()];
     let (types, mut scope) = type_filter(binder, query);
-    if scope.bound_type.is_some() {
-        scope.id_bound = id_bound;
-    }
     clauses.extend(types);
+    if scope.bound_type.is_some()
+        && let Some(bound) = id_bound
+    {
+        // Also on the row itself, which the keyset implies anyway: the placeholder is then
+        // used even when no condition has a subquery to repeat it in.
+        clauses.push(format!("r.id {bound}"));
+        scope.id_bound = Some(bound);
+    }
     for (i, c) in query.conditions.iter().enumerate() {
         let probe = if probed.contains(&i) {
             condition::probe(binder, c, &scope)
@@ -112,6 +117,10 @@ fn filter(
     }
     clauses
 }
+
+/// By default, a condition with at least this many matching index entries is probed row by
+/// row (see [`plan_search`]) rather than collected whole for each page.
+pub(crate) const PROBE_FROM: usize = 2000;
 
 /// For a search of one type in id or `_lastUpdated` order, the conditions that may be
 /// probed row by row instead of tested for membership (see [`plan_search`]): each one's

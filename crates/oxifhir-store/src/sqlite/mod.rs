@@ -90,7 +90,7 @@ impl SqliteStore {
                 writer,
                 group: Arc::default(),
                 readers,
-                probe_from: search::PROBE_FROM,
+                probe_from: crate::sql::PROBE_FROM,
             })
         })
         .await

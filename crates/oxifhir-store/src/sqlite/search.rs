@@ -127,11 +127,6 @@ pub(super) fn vread(
     Ok(row.map(|r| r.version))
 }
 
-/// By default, a condition with at least this many matching index entries is probed row by
-/// row (see [`sql::plan_search`]): SQLite would otherwise collect every match of it for each
-/// page.
-pub(super) const PROBE_FROM: usize = 2000;
-
 /// A page of current, not deleted resources.
 pub(super) fn search(
     conn: &Connection,

@@ -424,11 +424,8 @@ impl<'a> PendingIndex<'a> {
         self.tables.iter().map(TableRows::rows).sum()
     }
 
-    /// Queues the index rows of resource `t/id`.
-    // `&String` coerces to `&dyn ToSql`; an unsized `&str` cannot.
-    #[allow(clippy::ptr_arg)]
-    fn add(&mut self, t: &'a String, id: &'a String, index: &'a IndexEntries) {
-        let (t, id): (&'a dyn ToSql, &'a dyn ToSql) = (t, id);
+    /// Queues the index rows of resource `t/id` (its type and id as bound values).
+    fn add(&mut self, t: &'a dyn ToSql, id: &'a dyn ToSql, index: &'a IndexEntries) {
         let [
             strings,
             tokens,

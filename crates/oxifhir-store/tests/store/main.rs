@@ -31,6 +31,7 @@ mod crud;
 mod export;
 mod history;
 mod jobs;
+mod locks;
 mod maintenance;
 mod search;
 mod search_index;

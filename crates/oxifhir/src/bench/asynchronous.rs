@@ -142,7 +142,8 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
         to_stop.push(at.saturating_duration_since(sent));
     }
     rows.push(latency_row(env, "async DELETE to job stopped", to_stop));
-    drop(server);
+    // Stopped, not dropped: its workers would otherwise go on claiming later scenarios' jobs.
+    server.shutdown().await;
     Ok(rows)
 }
 
@@ -161,6 +162,8 @@ async fn start(
             asynchronous: AsyncConfig {
                 poll_too_fast_ratio: 0.0,
                 max_active_per_client: i64::MAX,
+                kickoff_rate: None,
+                poll_rate: None,
                 ..AsyncConfig::default()
             },
             ..Default::default()

@@ -6,18 +6,21 @@
 //! then HTTP scenarios against a server on that database (create and update beside a trivial
 //! handler on the same HTTP stack; read by id beside a raw `SELECT body` through the same
 //! driver) at 1, 8 and 32 clients. Every row also reports the peak resident memory of the
-//! process during its scenario (server and load driver share the process).
+//! process during its scenario, and its peak anonymous memory (heap, without the pages of
+//! memory-mapped files), sampled every 5 ms (server and load driver share the process).
 //!
-//! **Adding a scenario** (export, reindex …): write a module
+//! **Adding a scenario**: write a module
 //! with an `async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>>`, add a [`Scenario`]
 //! variant that calls it, and list it in [`SCENARIOS`]. Timings are never asserted anywhere.
 
 mod asynchronous;
 mod create;
 mod driver;
+mod export;
 mod import;
 mod read;
 mod reindex;
+mod scheduling;
 mod search;
 mod table;
 mod update;
@@ -57,8 +60,8 @@ pub struct BenchArgs {
     /// About a minute: 1 000 requests per row, 1 and 32 clients, 100 patients.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated: create, update, read, search, async, reindex); the import
-    /// that fills the database always runs first.
+    /// Run only these scenarios (comma-separated: create, update, read, search, async, export,
+    /// reindex, scheduling); the import that fills the database always runs first.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -117,12 +120,16 @@ pub enum Scenario {
     Search,
     /// Async kick-off, status polls, kick-off to start, `DELETE` to stop.
     Async,
+    /// A system-level `$export` of everything, beside a raw scan of the rows.
+    Export,
     /// `$reindex` of one new parameter and of every parameter, beside a raw scan.
     Reindex,
+    /// `$find` over a busy month, bookings per second under contention.
+    Scheduling,
 }
 
 /// The scenarios, in order (the import fills the database the others use). New scenarios
-/// (export, reindex) go here.
+/// go here.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::Import,
     Scenario::Create,
@@ -130,7 +137,9 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario::Read,
     Scenario::Search,
     Scenario::Async,
+    Scenario::Export,
     Scenario::Reindex,
+    Scenario::Scheduling,
 ];
 
 impl Scenario {
@@ -142,7 +151,9 @@ impl Scenario {
             Scenario::Read => read::run(env).await,
             Scenario::Search => search::run(env).await,
             Scenario::Async => asynchronous::run(env).await,
+            Scenario::Export => export::run(env).await,
             Scenario::Reindex => reindex::run(env).await,
+            Scenario::Scheduling => scheduling::run(env).await,
         }
     }
 
@@ -155,7 +166,9 @@ impl Scenario {
             Scenario::Read => "read",
             Scenario::Search => "search",
             Scenario::Async => "async",
+            Scenario::Export => "export",
             Scenario::Reindex => "reindex",
+            Scenario::Scheduling => "scheduling",
         }
     }
 }
@@ -256,13 +269,15 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         });
         for scenario in selected {
             table::reset_peak_memory();
+            let heap = table::HeapSampler::start();
             let mut measured = scenario
                 .run(&mut env)
                 .await
                 .with_context(|| format!("{backend}: {scenario:?}"))?;
-            let peak = table::peak_memory();
+            let (peak, peak_heap) = (table::peak_memory(), heap.stop());
             for row in &mut measured {
                 row.peak_rss = peak;
+                row.peak_heap = peak_heap;
             }
             rows.extend(measured);
         }

@@ -28,7 +28,7 @@ const URL: &str = "http://oxifhir.dev/bench/SearchParameter/any-id";
 pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     env.base().await?;
     let store = env.store().context("the store")?;
-    let (base, _runtime) = start(store.clone()).await?;
+    let (base, runtime) = start(store.clone()).await?;
     let raw = raw_scan(store.as_ref()).await?;
     let mut rows = Vec::new();
 
@@ -61,6 +61,8 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
                 .beside("raw keyset scan of the rows", Some(raw)),
         );
     }
+    // Stopped, not dropped: its workers would otherwise go on claiming later scenarios' jobs.
+    runtime.shutdown().await;
     Ok(rows)
 }
 

@@ -20,6 +20,9 @@ pub struct Row {
     pub baseline: Option<(String, f64)>,
     /// Peak resident memory of the process during the scenario, in bytes.
     pub peak_rss: Option<u64>,
+    /// Peak anonymous resident memory (heap and stacks, not mapped files such as SQLite's
+    /// memory-mapped pages) during the scenario, in bytes.
+    pub peak_heap: Option<u64>,
 }
 
 impl Row {
@@ -34,6 +37,7 @@ impl Row {
             latency: None,
             baseline: None,
             peak_rss: None,
+            peak_heap: None,
         }
     }
 
@@ -48,9 +52,9 @@ impl Row {
 pub fn print(rows: &[Row]) {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     println!(
-        "| backend | scenario | clients | count | per s | p50 ms | p95 ms | p99 ms | baseline | baseline per s | ratio | peak RSS MiB |"
+        "| backend | scenario | clients | count | per s | p50 ms | p95 ms | p99 ms | baseline | baseline per s | ratio | peak RSS MiB | peak heap MiB |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     for r in rows {
         let [p50, p95, p99] = r.latency.map_or_else(
             || ["".to_owned(), "".to_owned(), "".to_owned()],
@@ -64,11 +68,12 @@ pub fn print(rows: &[Row]) {
             ),
             None => (String::new(), String::new(), String::new()),
         };
-        let rss = r
-            .peak_rss
-            .map_or_else(String::new, |b| format!("{:.0}", b as f64 / 1048576.0));
+        let mib = |bytes: Option<u64>| {
+            bytes.map_or_else(String::new, |b| format!("{:.0}", b as f64 / 1048576.0))
+        };
+        let (rss, heap) = (mib(r.peak_rss), mib(r.peak_heap));
         println!(
-            "| {} | {} | {} | {} | {:.0} | {p50} | {p95} | {p99} | {baseline} | {baseline_rate} | {ratio} | {rss} |",
+            "| {} | {} | {} | {} | {:.0} | {p50} | {p95} | {p99} | {baseline} | {baseline_rate} | {ratio} | {rss} | {heap} |",
             r.backend, r.scenario, r.clients, r.count, r.per_sec
         );
     }
@@ -87,4 +92,43 @@ pub fn peak_memory() -> Option<u64> {
 /// `clear_refs` 5); does nothing where that is not possible.
 pub fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's anonymous resident memory (`RssAnon`) now, in bytes.
+fn anonymous_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples [`anonymous_memory`] every few milliseconds on a thread of its own until
+/// [`HeapSampler::stop`], which returns the highest value seen.
+pub struct HeapSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<u64>>,
+}
+
+impl HeapSampler {
+    /// Starts sampling.
+    pub fn start() -> HeapSampler {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = anonymous_memory();
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                peak = peak.max(anonymous_memory());
+            }
+            peak
+        });
+        HeapSampler { stop, thread }
+    }
+
+    /// Stops sampling; the peak, or `None` where `/proc` does not tell.
+    pub fn stop(self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
 }

@@ -101,6 +101,15 @@ pub fn parse(
     pairs: &[(String, String)],
     strict: bool,
 ) -> ApiResult<ParsedSearch> {
+    if let Some((name, _)) = pairs
+        .iter()
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "The search parameter '{}' contains the NUL character",
+            truncate(&name.replace('\0', "\\0"), 64)
+        )));
+    }
     let mut parser = Parser {
         config,
         params,

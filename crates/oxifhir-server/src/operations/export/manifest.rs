@@ -83,7 +83,9 @@ pub fn manifest(server: &FhirServer, job_id: &str, result: &ExportResult) -> Val
     json!({
         "transactionTime": Instant::from_millis(result.transaction_time).to_string(),
         "request": result.request,
-        "requiresAccessToken": false,
+        // With SMART on, files are served only to the client that started the export, on its
+        // bearer token.
+        "requiresAccessToken": matches!(server.auth(), crate::AuthMode::Smart(_)),
         "output": list(FileKind::Output),
         "error": list(FileKind::Error),
         "deleted": list(FileKind::Deleted),

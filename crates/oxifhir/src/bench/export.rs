@@ -1,0 +1,181 @@
+//! Scenario: a system-level Bulk Data `$export` of the whole database (every type, NDJSON
+//! files in a local directory) on a server with one job worker, beside a raw scan of the same
+//! rows (`SELECT body` of every current, undeleted resource) through the same driver.
+//!
+//! The export's time runs from the kick-off to the job's completion, read from its row in the
+//! store (no status-poll granularity); the count is the sum of the manifest's `count`s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxifhir_jobs::RuntimeConfig;
+use oxifhir_server::{ExportConfig, FhirServer, ServerConfig, http};
+use oxifhir_store::jobs::JobState;
+use oxifhir_store::{Store, StoreConfig};
+use serde_json::Value;
+
+use super::{Env, Row};
+
+/// Exports everything once and scans it raw once; one row.
+pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
+    env.base().await?;
+    let store = env
+        .store()
+        .ok_or_else(|| anyhow::anyhow!("the server's store is not open"))?;
+    let files = env.scratch.join("exports");
+    let (base, runtime) = start(store.clone(), &files).await?;
+    let raw = raw_scan(&env.config).await?;
+
+    let kicked_off = Instant::now();
+    let response = env
+        .client
+        .get(format!("{base}/$export"))
+        .header("prefer", "respond-async")
+        .header("accept", "application/fhir+json")
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 202, "kick-off: {}", response.status());
+    let status_url = response
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("kick-off without Content-Location"))?;
+    let id = status_url.rsplit('/').next().unwrap_or_default().to_owned();
+    wait_until_done(&store, &id).await?;
+    let elapsed = kicked_off.elapsed().as_secs_f64();
+
+    let manifest: Value = env.client.get(&status_url).send().await?.json().await?;
+    let outputs = manifest["output"].as_array().cloned().unwrap_or_default();
+    let exported: u64 = outputs.iter().filter_map(|o| o["count"].as_u64()).sum();
+    anyhow::ensure!(exported > 0, "the export wrote nothing: {manifest}");
+    let bytes = directory_size(&files.join(&id));
+    runtime.shutdown().await;
+
+    let per_sec = exported as f64 / elapsed.max(1e-9);
+    let label = format!(
+        "$export system ({} files, {:.0} MB/s)",
+        outputs.len(),
+        bytes as f64 / 1e6 / elapsed.max(1e-9)
+    );
+    Ok(vec![
+        Row::new(env.backend, &label, 1, exported as usize, per_sec)
+            .beside("raw scan of the rows", Some(raw)),
+    ])
+}
+
+/// A server on `store` with one job worker, writing export files under `files`.
+async fn start(
+    store: Arc<dyn Store>,
+    files: &std::path::Path,
+) -> anyhow::Result<(String, oxifhir_jobs::RuntimeHandle)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/fhir", listener.local_addr()?);
+    let server = FhirServer::new(
+        store,
+        ServerConfig {
+            base_url: base.clone(),
+            export: ExportConfig {
+                location: oxifhir_server::operations::export::files::ExportLocation::Local(
+                    files.to_path_buf(),
+                ),
+                settle: Duration::from_millis(10),
+                ..ExportConfig::default()
+            },
+            ..Default::default()
+        },
+    );
+    let runtime = server
+        .job_runtime(RuntimeConfig {
+            workers: 1,
+            ..RuntimeConfig::default()
+        })
+        .start();
+    tokio::spawn(http::serve(
+        listener,
+        http::router(server),
+        std::future::pending(),
+    ));
+    Ok((base, runtime))
+}
+
+/// Waits for job `id` to complete, reading its row every few milliseconds (at most an hour).
+async fn wait_until_done(store: &Arc<dyn Store>, id: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let job = store
+            .jobs()
+            .job(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("export job {id} vanished"))?;
+        match job.state {
+            JobState::Completed => return Ok(()),
+            JobState::Queued | JobState::Running => {}
+            other => anyhow::bail!("export job {id} ended {other:?}: {:?}", job.error),
+        }
+        anyhow::ensure!(Instant::now() < deadline, "export {id} ran over an hour");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Rows per second of one `SELECT body` over every current, undeleted resource.
+async fn raw_scan(config: &StoreConfig) -> anyhow::Result<f64> {
+    const SQL: &str = "SELECT body FROM resources WHERE method <> 'D'";
+    let started = Instant::now();
+    let rows = match config {
+        StoreConfig::Sqlite { dir } => {
+            let path = dir.join("oxifhir.db");
+            tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+                let conn = rusqlite::Connection::open(&path)?;
+                let mut stmt = conn.prepare(SQL)?;
+                let mut rows = stmt.query([])?;
+                let mut n = 0u64;
+                while let Some(row) = rows.next()? {
+                    std::hint::black_box(row.get_ref(0)?.as_blob()?);
+                    n += 1;
+                }
+                Ok(n)
+            })
+            .await??
+        }
+        StoreConfig::Postgres { url, schema } => {
+            let (mut client, connection) =
+                tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            if let Some(schema) = schema {
+                client
+                    .batch_execute(&format!("SET search_path TO {schema}"))
+                    .await?;
+            }
+            let tx = client.transaction().await?;
+            let portal = tx.bind(SQL, &[]).await?;
+            let mut n = 0u64;
+            loop {
+                let rows = tx.query_portal(&portal, 10_000).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    let body: &[u8] = row.try_get(0)?;
+                    std::hint::black_box(body);
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+    Ok(rows as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Total size of the files under `dir`.
+fn directory_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
