@@ -263,8 +263,12 @@ pub trait StoreTx: Send {
 pub enum IndexScope {
     /// All of them.
     All,
-    /// Only those of the parameters with these codes (the replacements hold no others).
-    Params(Vec<String>),
+    /// Only those of the parameters with these codes, which live in these tables (the
+    /// replacements hold no others).
+    Params {
+        codes: Vec<String>,
+        tables: Vec<IndexTable>,
+    },
 }
 
 /// New index entries for the current version of one resource.

@@ -176,11 +176,13 @@ pub(super) async fn replace_index_many(
     }
     let types: Vec<&str> = kept.iter().map(|r| r.resource_type.as_str()).collect();
     let ids: Vec<&str> = kept.iter().map(|r| r.id.as_str()).collect();
-    let codes: Option<&Vec<String>> = match scope {
-        IndexScope::All => None,
-        IndexScope::Params(codes) => Some(codes),
+    let (codes, tables): (Option<&Vec<String>>, Vec<&str>) = match scope {
+        IndexScope::All => (None, crate::sql::INDEX_TABLES.to_vec()),
+        IndexScope::Params { codes, tables } => {
+            (Some(codes), tables.iter().map(|t| t.table_name()).collect())
+        }
     };
-    for table in crate::sql::INDEX_TABLES {
+    for table in tables {
         let only = if codes.is_some() {
             " AND param = ANY($3::text[])"
         } else {

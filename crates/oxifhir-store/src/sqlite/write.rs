@@ -183,20 +183,32 @@ pub(super) fn replace_index_many(
             Some((version, method)) if version == r.version_id && method != WriteMethod::Delete.code()
         ));
     }
+    let mut pending = PendingIndex::default();
     match scope {
         IndexScope::All => {
             for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
-                delete_index(conn, &r.resource_type, &r.id)?;
+                replace_changed(conn, r, &mut pending)?;
+                if pending.len() >= FLUSH_ROWS {
+                    pending.flush(conn)?;
+                }
             }
+            pending.flush(conn)?;
+            return Ok(current);
         }
-        IndexScope::Params(codes) => {
-            let codes = serde_json::to_string(codes)
-                .map_err(|e| crate::StoreError::Backend(e.to_string()))?;
-            for table in INDEX_TABLES {
+        IndexScope::Params { codes, tables } => {
+            // One code (the usual case) is compared directly; several through a JSON list.
+            let (condition, codes) = match codes.as_slice() {
+                [one] => ("param = ?3", one.clone()),
+                _ => (
+                    "param IN (SELECT value FROM json_each(?3))",
+                    serde_json::to_string(codes)
+                        .map_err(|e| crate::StoreError::Backend(e.to_string()))?,
+                ),
+            };
+            for table in tables.iter().map(|t| t.table_name()) {
                 let mut delete = conn
                     .prepare_cached(&format!(
-                        "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2 \
-                         AND param IN (SELECT value FROM json_each(?3))"
+                        "DELETE FROM {table} WHERE resource_type = ?1 AND id = ?2 AND {condition}"
                     ))
                     .map_err(map_err)?;
                 for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
@@ -207,7 +219,6 @@ pub(super) fn replace_index_many(
             }
         }
     }
-    let mut pending = PendingIndex::default();
     for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
         pending.add(&r.resource_type, &r.id, &r.index);
         if pending.len() >= FLUSH_ROWS {
@@ -216,6 +227,80 @@ pub(super) fn replace_index_many(
     }
     pending.flush(conn)?;
     Ok(current)
+}
+
+/// Replaces the index rows of `r` table by table, leaving alone the tables whose stored rows
+/// already are the new ones (a reindex of the whole index mostly finds them unchanged, and
+/// reading rows costs far less than deleting and inserting them with their indexes).
+fn replace_changed<'a>(
+    conn: &Connection,
+    r: &'a IndexReplacement,
+    pending: &mut PendingIndex<'a>,
+) -> StoreResult<()> {
+    let mut fresh = PendingIndex::default();
+    fresh.add(&r.resource_type, &r.id, &r.index);
+    for (new, queue) in fresh.tables.iter_mut().zip(pending.tables.iter_mut()) {
+        let width = new.columns.len();
+        let mut wanted = Vec::with_capacity(new.rows());
+        for row in new.values.chunks_exact(width) {
+            wanted.push(row_key(&row[2..])?);
+        }
+        let columns = new.columns[2..].join(", ");
+        // Without INDEXED BY, SQLite may prefer a value index that covers these columns and
+        // scan every row of the type in it.
+        let mut select = conn
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM {table} INDEXED BY {table}_res \
+                 WHERE resource_type = ?1 AND id = ?2",
+                table = new.table
+            ))
+            .map_err(map_err)?;
+        let mut stored = select
+            .query_map((&r.resource_type, &r.id), |row| {
+                (0..width - 2)
+                    .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map(|values| format!("{values:?}"))
+            })
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(map_err)?;
+        wanted.sort_unstable();
+        stored.sort_unstable();
+        if wanted == stored {
+            continue;
+        }
+        conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE resource_type = ?1 AND id = ?2",
+            new.table
+        ))
+        .map_err(map_err)?
+        .execute((&r.resource_type, &r.id))
+        .map_err(map_err)?;
+        queue.values.append(&mut new.values);
+    }
+    Ok(())
+}
+
+/// A row's values as SQLite hands them back, printed: equal keys are equal rows.
+fn row_key(values: &[&dyn ToSql]) -> StoreResult<String> {
+    use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+    let mut row = Vec::with_capacity(values.len());
+    for v in values {
+        row.push(match v.to_sql().map_err(map_err)? {
+            ToSqlOutput::Borrowed(value) => match value {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::Integer(i),
+                ValueRef::Real(f) => Value::Real(f),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            },
+            ToSqlOutput::Owned(value) => value,
+            // Never produced for index rows; a key no stored row has makes the table rewritten.
+            _ => Value::Text("\u{0}unsupported".into()),
+        });
+    }
+    Ok(format!("{row:?}"))
 }
 
 /// Pending index rows are inserted once there are this many.

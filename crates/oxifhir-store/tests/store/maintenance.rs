@@ -8,7 +8,7 @@ use oxifhir_model::Instant;
 use oxifhir_store::expunge::{ExpungeBatch, ExpungeScope, ExpungeWhat};
 use oxifhir_store::jobs::{Claim, NewJob};
 use oxifhir_store::{
-    HistoryQuery, HistoryScope, IndexEntries, IndexReplacement, IndexScope, Isolation,
+    HistoryQuery, HistoryScope, IndexEntries, IndexReplacement, IndexScope, IndexTable, Isolation,
     ReferenceEntry, Store, StringEntry, TokenEntry,
 };
 
@@ -68,7 +68,10 @@ async fn index_replacement_in_batches(h: Harness) {
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     let replaced = tx
         .replace_index_many(
-            &IndexScope::Params(vec!["eye".into()]),
+            &IndexScope::Params {
+                codes: vec!["eye".into()],
+                tables: vec![IndexTable::Token],
+            },
             vec![
                 replacement("Patient", "a", 1, eye("blue")),
                 replacement("Patient", "b", 1, eye("blue")),
@@ -91,7 +94,10 @@ async fn index_replacement_in_batches(h: Harness) {
     // Replacing the same parameter again does not duplicate it.
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     tx.replace_index_many(
-        &IndexScope::Params(vec!["eye".into()]),
+        &IndexScope::Params {
+            codes: vec!["eye".into()],
+            tables: vec![IndexTable::Token],
+        },
         vec![replacement("Patient", "a", 1, eye("green"))],
     )
     .await
@@ -151,6 +157,43 @@ async fn index_replacement_in_batches(h: Harness) {
         1,
         "no new version"
     );
+    // The whole index again: unchanged tables stay, a changed one is replaced.
+    let female = IndexEntries {
+        tokens: vec![token("gender", "female")],
+        ..named("x")
+    };
+    for index in [named("x"), female.clone(), female] {
+        let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+        let replaced = tx
+            .replace_index_many(
+                &IndexScope::All,
+                vec![replacement("Patient", "a", 1, index)],
+            )
+            .await
+            .expect("replace all");
+        tx.commit().await.expect("commit");
+        assert_eq!(replaced, [true]);
+        assert_eq!(h.index_counts("Patient", "a").await, [1, 1, 0, 0, 0, 0, 0]);
+    }
+    let gender = |code: &str| oxifhir_store::SearchQuery {
+        resource_types: vec!["Patient".into()],
+        conditions: vec![oxifhir_store::Condition::Match {
+            param: "gender".into(),
+            tests: vec![oxifhir_store::EntryTest::Token(
+                oxifhir_store::TokenTest::Code {
+                    system: oxifhir_store::TokenSystem::Any,
+                    code: code.into(),
+                },
+            )],
+        }],
+        count: 10,
+        ..Default::default()
+    };
+    let found = store.search(&gender("female")).await.expect("female");
+    assert_eq!(found.resources.len(), 1);
+    assert_eq!(found.resources[0].id, "a");
+    let male = store.search(&gender("male")).await.expect("male");
+    assert!(male.resources.iter().all(|r| r.id != "a"));
 }
 
 fn new_job(id: &str) -> NewJob {

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use oxifhir_model::index::{self, CompiledParam, IndexEntries};
+use oxifhir_model::search_param::SearchParamType;
 use oxifhir_model::{resource_type, search_param};
-use oxifhir_store::IndexScope;
+use oxifhir_store::{IndexScope, IndexTable};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
@@ -129,33 +130,45 @@ impl Plan {
         })
     }
 
-    /// Which index entries of a resource of `resource_type` are replaced.
-    pub fn scope(&self, resource_type: &str) -> IndexScope {
+    /// The chosen parameters compiled for `resource_type`; `None` when the whole index of
+    /// the type is rebuilt: no `url`, or a chosen composite (whose entries are stored under
+    /// names derived from its values, so they cannot be replaced by code).
+    fn chosen_for(&self, resource_type: &str) -> Option<Vec<&CompiledParam>> {
         if self.chosen.is_empty() {
-            return IndexScope::All;
+            return None;
         }
-        let mut codes: Vec<String> = self
+        let compiled: Vec<&CompiledParam> = self
             .chosen
             .iter()
-            .filter(|c| c.compiled.contains_key(resource_type))
-            .map(|c| c.code.clone())
+            .filter_map(|c| c.compiled.get(resource_type))
             .collect();
+        let whole = compiled
+            .iter()
+            .any(|c| table_of(c.kind).is_none() || !c.components.is_empty());
+        (!whole).then_some(compiled)
+    }
+
+    /// Which index entries of a resource of `resource_type` are replaced.
+    pub fn scope(&self, resource_type: &str) -> IndexScope {
+        let Some(compiled) = self.chosen_for(resource_type) else {
+            return IndexScope::All;
+        };
+        let mut codes: Vec<String> = compiled.iter().map(|c| c.code.clone()).collect();
         codes.sort();
         codes.dedup();
-        IndexScope::Params(codes)
+        let mut tables: Vec<IndexTable> =
+            compiled.iter().filter_map(|c| table_of(c.kind)).collect();
+        tables.sort_by_key(|t| t.table_name());
+        tables.dedup();
+        IndexScope::Params { codes, tables }
     }
 
     /// What extracts the entries of resources of `resource_type`.
     pub fn extractor(&self, resource_type: &str) -> Extractor {
-        if self.chosen.is_empty() {
-            return Extractor::All;
+        match self.chosen_for(resource_type) {
+            None => Extractor::All,
+            Some(compiled) => Extractor::Only(compiled.into_iter().cloned().collect()),
         }
-        Extractor::Only(
-            self.chosen
-                .iter()
-                .filter_map(|c| c.compiled.get(resource_type).cloned())
-                .collect(),
-        )
     }
 }
 
@@ -181,6 +194,20 @@ impl Extractor {
             Extractor::Only(compiled) => params.index_only(compiled, resource),
         }
     }
+}
+
+/// The index table of a (non-composite) parameter type; `None` for composites and specials.
+fn table_of(kind: SearchParamType) -> Option<IndexTable> {
+    Some(match kind {
+        SearchParamType::String => IndexTable::String,
+        SearchParamType::Token => IndexTable::Token,
+        SearchParamType::Reference => IndexTable::Reference,
+        SearchParamType::Date => IndexTable::Date,
+        SearchParamType::Number => IndexTable::Number,
+        SearchParamType::Quantity => IndexTable::Quantity,
+        SearchParamType::Uri => IndexTable::Uri,
+        SearchParamType::Composite | SearchParamType::Special => return None,
+    })
 }
 
 /// The code, compiled expressions per type and (for a custom parameter) fingerprint of the
@@ -242,7 +269,10 @@ mod tests {
         assert!(!plan.types.contains(&"Observation".to_owned()));
         assert_eq!(
             plan.scope("Patient"),
-            IndexScope::Params(vec!["given".into()])
+            IndexScope::Params {
+                codes: vec!["given".into()],
+                tables: vec![IndexTable::String]
+            }
         );
         assert!(plan.marks.is_empty());
         let unknown = Plan::new(
@@ -257,6 +287,16 @@ mod tests {
             &[NAME.to_owned()],
         );
         assert_eq!(wrong_type.unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn a_composite_rebuilds_the_whole_index_of_its_types() {
+        let params = SearchParams::r4();
+        let url = "http://hl7.org/fhir/SearchParameter/Observation-code-value-quantity";
+        let plan = Plan::new(&params, &OperationTarget::System, &[url.to_owned()]).expect("plan");
+        assert_eq!(plan.types, ["Observation"]);
+        assert_eq!(plan.scope("Observation"), IndexScope::All);
+        assert!(matches!(plan.extractor("Observation"), Extractor::All));
     }
 
     #[test]
