@@ -140,6 +140,11 @@ pub struct ExportArgs {
     #[arg(long, env = "OXIFHIR_EXPORT_PART_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub export_part_bytes: u64,
 
+    /// How long after its cut an export starts reading, so that writes stamped before the cut
+    /// have committed (shorter only for benchmarks of a database nobody writes to).
+    #[arg(long, env = "OXIFHIR_EXPORT_SETTLE", default_value = "500ms", value_parser = humantime::parse_duration, hide = true)]
+    pub export_settle: std::time::Duration,
+
     /// A pause after each batch an export reads (for crash tests).
     #[arg(long, env = "OXIFHIR_EXPORT_THROTTLE", default_value = "0s", value_parser = humantime::parse_duration, hide = true)]
     pub export_throttle: std::time::Duration,

@@ -51,7 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             file_bytes: args.export.export_part_bytes.max(1),
             batch: args.export.export_batch.max(1),
             throttle: args.export.export_throttle,
-            ..ExportConfig::default()
+            settle: args.export.export_settle,
         },
         maintenance: MaintenanceConfig {
             batch: args.jobs.maintenance_batch.max(1),

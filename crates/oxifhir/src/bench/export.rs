@@ -1,15 +1,18 @@
 //! Scenario: a system-level Bulk Data `$export` of the whole database (every type, NDJSON
-//! files in a local directory) on a server with one job worker, beside a raw scan of the same
-//! rows (`SELECT body` of every current, undeleted resource) through the same driver.
+//! files in a local directory) by an `oxifhir serve` process of its own with one job worker,
+//! beside a raw scan of the same rows (`SELECT body` of every current, undeleted resource)
+//! through the same driver.
 //!
 //! The export's time runs from the kick-off to the job's completion, read from its row in the
-//! store (no status-poll granularity); the count is the sum of the manifest's `count`s.
+//! store (no status-poll granularity); the count is the sum of the manifest's `count`s. The
+//! row's memory figures are that server process's alone, sampled while it exports: its peak
+//! resident memory (which counts SQLite's memory-mapped pages) and its peak anonymous memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxifhir_jobs::RuntimeConfig;
-use oxifhir_server::{ExportConfig, FhirServer, ServerConfig, http};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use oxifhir_store::jobs::JobState;
 use oxifhir_store::{Store, StoreConfig};
 use serde_json::Value;
@@ -23,10 +26,12 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
         .store()
         .ok_or_else(|| anyhow::anyhow!("the server's store is not open"))?;
     let files = env.scratch.join("exports");
-    let (base, runtime) = start(store.clone(), &files).await?;
+    let server = ServerProcess::start(&env.config, &files).await?;
+    let base = server.base.clone();
     let raw = raw_scan(&env.config).await?;
 
     let kicked_off = Instant::now();
+    let memory = server.sample_memory();
     let response = env
         .client
         .get(format!("{base}/$export"))
@@ -44,13 +49,14 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     let id = status_url.rsplit('/').next().unwrap_or_default().to_owned();
     wait_until_done(&store, &id).await?;
     let elapsed = kicked_off.elapsed().as_secs_f64();
+    let (peak_rss, peak_heap) = memory.stop();
 
     let manifest: Value = env.client.get(&status_url).send().await?.json().await?;
     let outputs = manifest["output"].as_array().cloned().unwrap_or_default();
     let exported: u64 = outputs.iter().filter_map(|o| o["count"].as_u64()).sum();
     anyhow::ensure!(exported > 0, "the export wrote nothing: {manifest}");
     let bytes = directory_size(&files.join(&id));
-    runtime.shutdown().await;
+    drop(server);
 
     let per_sec = exported as f64 / elapsed.max(1e-9);
     let label = format!(
@@ -58,45 +64,106 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
         outputs.len(),
         bytes as f64 / 1e6 / elapsed.max(1e-9)
     );
-    Ok(vec![
-        Row::new(env.backend, &label, 1, exported as usize, per_sec)
-            .beside("raw scan of the rows", Some(raw)),
-    ])
+    let mut row = Row::new(env.backend, &label, 1, exported as usize, per_sec)
+        .beside("raw scan of the rows", Some(raw));
+    row.peak_rss = peak_rss;
+    row.peak_heap = peak_heap;
+    Ok(vec![row])
 }
 
-/// A server on `store` with one job worker, writing export files under `files`.
-async fn start(
-    store: Arc<dyn Store>,
-    files: &std::path::Path,
-) -> anyhow::Result<(String, oxifhir_jobs::RuntimeHandle)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/fhir", listener.local_addr()?);
-    let server = FhirServer::new(
-        store,
-        ServerConfig {
-            base_url: base.clone(),
-            export: ExportConfig {
-                location: oxifhir_server::operations::export::files::ExportLocation::Local(
-                    files.to_path_buf(),
-                ),
-                settle: Duration::from_millis(10),
-                ..ExportConfig::default()
-            },
-            ..Default::default()
-        },
-    );
-    let runtime = server
-        .job_runtime(RuntimeConfig {
-            workers: 1,
-            ..RuntimeConfig::default()
-        })
-        .start();
-    tokio::spawn(http::serve(
-        listener,
-        http::router(server),
-        std::future::pending(),
-    ));
-    Ok((base, runtime))
+/// An `oxifhir serve` process (this binary) on the benchmark's database, with one job worker
+/// and export files under a directory of the scenario's; killed on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ServerProcess {
+    async fn start(config: &StoreConfig, files: &std::path::Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let database: Vec<String> = match config {
+            StoreConfig::Sqlite { dir } => vec!["--data".into(), dir.display().to_string()],
+            StoreConfig::Postgres { url, schema } => {
+                let mut args = vec!["--database".into(), url.clone()];
+                if let Some(schema) = schema {
+                    args.extend(["--database-schema".into(), schema.clone()]);
+                }
+                args
+            }
+        };
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .args(&database)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--workers", "1", "--export-settle", "10ms"])
+            .arg("--export-store")
+            .arg(files)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let server = ServerProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(r) = client.get(format!("{}/metadata", server.base)).send().await
+                && r.status().is_success()
+            {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("oxifhir serve did not come up for the export scenario")
+    }
+
+    /// Samples the process's memory until [`MemorySampler::stop`].
+    fn sample_memory(&self) -> MemorySampler {
+        let status = format!("/proc/{}/status", self.child.id());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut rss, mut heap) = (None, None);
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&status) {
+                    rss = rss.max(kib_field(&text, "VmHWM:"));
+                    heap = heap.max(kib_field(&text, "RssAnon:"));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (rss, heap)
+        });
+        MemorySampler { stop, thread }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field of `/proc/<pid>/status` given in kB, in bytes.
+fn kib_field(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Peak resident and peak anonymous memory of a process, sampled on a thread of its own.
+struct MemorySampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(Option<u64>, Option<u64>)>,
+}
+
+impl MemorySampler {
+    fn stop(self) -> (Option<u64>, Option<u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or((None, None))
+    }
 }
 
 /// Waits for job `id` to complete, reading its row every few milliseconds (at most an hour).

@@ -275,9 +275,10 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("{backend}: {scenario:?}"))?;
             let (peak, peak_heap) = (table::peak_memory(), heap.stop());
+            // A scenario that measured a process of its own keeps its figures.
             for row in &mut measured {
-                row.peak_rss = peak;
-                row.peak_heap = peak_heap;
+                row.peak_rss = row.peak_rss.or(peak);
+                row.peak_heap = row.peak_heap.or(peak_heap);
             }
             rows.extend(measured);
         }
