@@ -38,7 +38,10 @@ pub fn gather(
     Ok(params)
 }
 
-fn from_body(request: &FhirRequest, name: &str) -> ApiResult<Vec<(String, String)>> {
+/// The parameters of a `Parameters` body sent to operation `$name`, each value as text (see
+/// [`gather`]); a `400` for a body that is not JSON or not `Parameters`, or a parameter
+/// without a name or a value.
+pub fn from_body(request: &FhirRequest, name: &str) -> ApiResult<Vec<(String, String)>> {
     body_kind(request, &[BodyKind::Json])?;
     let body = oxifhir_model::json::parse(&request.body).map_err(|e| {
         ApiError::bad_request(format!(

@@ -12,7 +12,6 @@ use serde_json::Value;
 
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult, ErrorKind};
-use crate::format::{BodyKind, body_kind};
 use crate::interactions::search;
 use crate::request::{FhirRequest, Method, parse_query};
 use crate::route::{OperationTarget, truncate};
@@ -195,55 +194,8 @@ pub fn parse(
 /// (as strings; `patient` references by their `reference`).
 fn gather(request: &FhirRequest) -> ApiResult<Vec<(String, String)>> {
     let mut params: Vec<(String, String)> = request.query.clone();
-    if request.method != Method::Post || request.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(params);
-    }
-    body_kind(request, &[BodyKind::Json])?;
-    let body = oxifhir_model::json::parse(&request.body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "The body is not JSON: {}",
-            truncate(&e.to_string(), 120)
-        ))
-    })?;
-    if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-        return Err(ApiError::bad_request(
-            "A POST to $export takes a Parameters resource (or an empty body with the parameters in the query)",
-        ));
-    }
-    for parameter in body
-        .get("parameter")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let Some(name) = parameter.get("name").and_then(Value::as_str) else {
-            return Err(ApiError::bad_request("Every parameter needs a name"));
-        };
-        let value = parameter
-            .as_object()
-            .and_then(|p| p.iter().find(|(k, _)| k.starts_with("value")))
-            .map(|(_, v)| v);
-        let text = match value {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Bool(b)) => b.to_string(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::Object(o)) => match o.get("reference").and_then(Value::as_str) {
-                Some(reference) => reference.to_owned(),
-                None => {
-                    return Err(ApiError::bad_request(format!(
-                        "The parameter '{}' needs a value",
-                        truncate(name, 64)
-                    )));
-                }
-            },
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "The parameter '{}' needs a value",
-                    truncate(name, 64)
-                )));
-            }
-        };
-        params.push((name.to_owned(), text));
+    if request.method == Method::Post && !request.body.iter().all(u8::is_ascii_whitespace) {
+        params.extend(crate::operations::parameters::from_body(request, "export")?);
     }
     Ok(params)
 }
