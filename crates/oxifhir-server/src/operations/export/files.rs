@@ -14,6 +14,9 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use tokio::io::AsyncWriteExt;
 
+/// Bytes of a file buffered before they are written (a multipart part, for S3).
+const PART: usize = 5 * 1024 * 1024;
+
 /// Where export files are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportLocation {
@@ -124,7 +127,10 @@ impl ExportFiles {
     /// finished.
     pub fn create(&self, job_id: &str, name: &str) -> FileWriter {
         FileWriter {
-            writer: BufWriter::new(self.store.clone(), self.path(job_id, name)),
+            // One part in memory and at most two in flight (5 MiB is S3's smallest part), so
+            // an export's memory does not grow with the defaults' eight 10 MiB parts.
+            writer: BufWriter::with_capacity(self.store.clone(), self.path(job_id, name), PART)
+                .with_max_concurrency(2),
             lines: 0,
             bytes: 0,
         }
