@@ -142,6 +142,28 @@ pub fn find(name: &str, target: &OperationTarget) -> ApiResult<&'static Operatio
         })
 }
 
+/// What an operation's job stores when it ends: `response` formatted as `request` asked (so the
+/// result URL answers like the synchronous request would), failed when it is an error, and the
+/// job's last progress text.
+pub(crate) fn job_output(
+    request: &crate::request::FhirRequest,
+    response: FhirResponse,
+    progress: String,
+) -> Result<oxifhir_jobs::JobOutput, oxifhir_jobs::JobError> {
+    let failed = response.status >= 400;
+    let response = crate::format::apply(
+        response,
+        crate::format::negotiate(request).unwrap_or_default(),
+    );
+    let result = serde_json::to_vec(&response)
+        .map_err(|e| oxifhir_jobs::JobError::Fatal(format!("cannot store the response: {e}")))?;
+    Ok(oxifhir_jobs::JobOutput {
+        failed,
+        result,
+        progress: Some(progress),
+    })
+}
+
 /// Runs operation `name` at `target`.
 pub async fn invoke(
     ctx: &Context<'_>,

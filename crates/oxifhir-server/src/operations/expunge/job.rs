@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ExpungeRequest;
-use crate::format;
 use crate::request::FhirRequest;
 use crate::response::FhirResponse;
 use crate::route::{self, Interaction, OperationTarget};
@@ -271,15 +270,10 @@ impl Job for ExpungeJob {
         };
         ctx.set_progress(progress.text());
         let done = execute(&self.server, &expunge, Some(ctx), progress).await?;
-        let response = format::apply(
+        crate::operations::job_output(
+            &request,
             FhirResponse::json(200, oxifhir_model::json::to_bytes(&result(&done))),
-            format::negotiate(&request).unwrap_or_default(),
-        );
-        Ok(JobOutput {
-            failed: false,
-            result: serde_json::to_vec(&response)
-                .map_err(|e| JobError::Fatal(format!("cannot store the result: {e}")))?,
-            progress: Some(done.text()),
-        })
+            done.text(),
+        )
     }
 }

@@ -28,7 +28,6 @@ use tokio::sync::mpsc;
 
 use super::plan::{self, Plan};
 use crate::error::{ApiError, ErrorKind};
-use crate::format;
 use crate::request::FhirRequest;
 use crate::response::FhirResponse;
 use crate::route::{self, Interaction};
@@ -433,16 +432,7 @@ fn failure(request: &FhirRequest, why: &ApiError) -> Result<JobOutput, JobError>
         ErrorKind::Internal,
         format!("The reindex could not run: {}", why.message()),
     );
-    let response = format::apply(
-        FhirResponse::from_error(&error),
-        format::negotiate(request).unwrap_or_default(),
-    );
-    Ok(JobOutput {
-        failed: true,
-        result: serde_json::to_vec(&response)
-            .map_err(|e| JobError::Fatal(format!("cannot store the failure: {e}")))?,
-        progress: Some("Failed".into()),
-    })
+    crate::operations::job_output(request, FhirResponse::from_error(&error), "Failed".into())
 }
 
 #[async_trait]
@@ -477,15 +467,10 @@ impl Job for ReindexJob {
             }
         };
         let done = execute(&self.server, params, plan, Some(ctx), progress).await?;
-        let response = format::apply(
+        crate::operations::job_output(
+            &request,
             FhirResponse::json(200, oxifhir_model::json::to_bytes(&result(&done))),
-            format::negotiate(&request).unwrap_or_default(),
-        );
-        Ok(JobOutput {
-            failed: false,
-            result: serde_json::to_vec(&response)
-                .map_err(|e| JobError::Fatal(format!("cannot store the result: {e}")))?,
-            progress: Some(done.text()),
-        })
+            done.text(),
+        )
     }
 }
