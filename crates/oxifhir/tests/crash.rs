@@ -7,41 +7,16 @@
 //! local `moto_server`) is finished by another node too, and a node that took no part serves
 //! every file.
 
+mod common;
+
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{Node, free_port};
 use oxifhir_store::{Store, StoreConfig};
 use serde_json::{Value, json};
-
-/// A running `oxifhir serve` process.
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// Starts `oxifhir serve` with `db` flags, one worker, a 2 s lease and a slow export.
 async fn start(db: &[String], exports: &Path, log: &Path) -> Node {
@@ -55,42 +30,24 @@ async fn start_with(
     env: &[(&str, String)],
     log: &Path,
 ) -> Node {
-    let port = free_port();
-    let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
-        .arg("serve")
-        .args(db)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--workers", "1", "--job-lease", "2s"])
-        .arg("--export-store")
-        .arg(exports)
-        .args(["--export-part-size", "20", "--export-batch", "10"])
-        .args(["--export-throttle", "60ms"])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args([
-            "--maintenance-batch",
-            "10",
-            "--maintenance-throttle",
-            "100ms",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn oxifhir serve");
-    let node = Node {
-        child,
-        base: format!("http://127.0.0.1:{port}/fhir"),
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{}/metadata", node.base)).send().await
-            && r.status().is_success()
-        {
-            return node;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut args: Vec<OsString> = db.iter().map(OsString::from).collect();
+    args.extend(["--workers", "1", "--job-lease", "2s", "--export-store"].map(OsString::from));
+    args.push(exports.to_owned());
+    for arg in [
+        "--export-part-size",
+        "20",
+        "--export-batch",
+        "10",
+        "--export-throttle",
+        "60ms",
+        "--maintenance-batch",
+        "10",
+        "--maintenance-throttle",
+        "100ms",
+    ] {
+        args.push(arg.into());
     }
-    panic!("oxifhir serve did not come up");
+    common::serve(&args, env, log).await
 }
 
 /// 250 Patients with an Observation each, in one transaction.

@@ -5,69 +5,38 @@
 //! there whole or not at all, and every accepted asynchronous request is finished by the new
 //! process.
 
+mod common;
+
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::Node;
 use oxifhir_store::StoreConfig;
 use serde_json::{Value, json};
 
-/// A running `oxifhir serve` process.
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// Starts `oxifhir serve` on `db` with one worker, a 2 s lease and no rate limits.
 async fn start(db: &[String], log: &Path) -> Node {
-    let port = free_port();
-    let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
-        .arg("serve")
-        .args(db)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--workers", "1", "--job-lease", "2s"])
-        .args(["--kickoff-rate", "off", "--poll-rate", "off"])
-        .args(["--poll-too-fast-ratio", "0", "--max-active-jobs", "100000"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn oxifhir serve");
-    let node = Node {
-        child,
-        base: format!("http://127.0.0.1:{port}/fhir"),
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..400 {
-        if let Ok(r) = client.get(format!("{}/metadata", node.base)).send().await
-            && r.status().is_success()
-        {
-            return node;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut args: Vec<OsString> = db.iter().map(OsString::from).collect();
+    for arg in [
+        "--workers",
+        "1",
+        "--job-lease",
+        "2s",
+        "--kickoff-rate",
+        "off",
+        "--poll-rate",
+        "off",
+        "--poll-too-fast-ratio",
+        "0",
+        "--max-active-jobs",
+        "100000",
+    ] {
+        args.push(arg.into());
     }
-    panic!("oxifhir serve did not come up");
+    common::serve(&args, &[], log).await
 }
 
 const MARKER_SYSTEM: &str = "urn:oxifhir:crash";

@@ -1,0 +1,69 @@
+//! What the process tests share: an `oxifhir serve` child process on a free loopback port,
+//! killed with SIGKILL on drop.
+
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `oxifhir serve` process.
+pub struct Node {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Node {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Starts `oxifhir serve` with `args` and `env`, its log in `log`, and waits until it answers
+/// `GET /metadata`.
+pub async fn serve(args: &[OsString], env: &[(&str, String)], log: &Path) -> Node {
+    let port = free_port();
+    let log = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn oxifhir serve");
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}/fhir"),
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if let Ok(r) = client.get(format!("{}/metadata", node.base)).send().await
+            && r.status().is_success()
+        {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("oxifhir serve did not come up");
+}
