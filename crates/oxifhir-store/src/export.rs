@@ -52,6 +52,10 @@ pub struct ExportScan {
     /// Most rows read by the batch (rows of [`ExportBatch::rows`] and rows skipped after
     /// their history lookup together).
     pub limit: usize,
+    /// Return the live versions that need no further check (current at the cut, filtered in
+    /// SQL) as NDJSON in [`ExportBatch::ndjson`] instead of as rows: their stored bytes,
+    /// copied once.
+    pub as_ndjson: bool,
 }
 
 /// A version an export scan found.
@@ -67,6 +71,11 @@ pub struct ExportRow {
 /// What one batch of an export scan found, in id order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExportBatch {
+    /// With [`ExportScan::as_ndjson`], the stored bodies of the versions that need no further
+    /// check, one per line; the other versions are in `rows`.
+    pub ndjson: Vec<u8>,
+    /// The lines of `ndjson`.
+    pub ndjson_lines: u64,
     pub rows: Vec<ExportRow>,
     /// The id to continue after; `None` when the scan read nothing.
     pub last_id: Option<String>,
@@ -192,20 +201,68 @@ pub(crate) fn version_at(dialect: Dialect) -> String {
     )
 }
 
-/// Turns the scanned rows into a batch: `current` are the rows of [`plan_scan`] in order;
-/// `at_cut` is called for each row written after the cut and returns its version at the cut.
+/// The rows of one [`plan_scan`] statement as a backend reads them, before the rows written
+/// after the cut are looked up in history ([`finish_scan`]).
+#[derive(Debug, Default)]
+pub(crate) struct Scanned {
+    ndjson: Vec<u8>,
+    ndjson_lines: u64,
+    /// Rows that are not in `ndjson`, in order.
+    current: Vec<ResourceVersion>,
+    read: usize,
+    last_id: String,
+}
+
+impl Scanned {
+    /// Takes the next row: `id`, `last_updated`, `deleted` and `body` are its columns, and
+    /// `version` decodes the whole row (called only when the row is not written as NDJSON).
+    pub(crate) fn push(
+        &mut self,
+        scan: &ExportScan,
+        id: &str,
+        last_updated: i64,
+        deleted: bool,
+        body: &[u8],
+        version: impl FnOnce() -> StoreResult<ResourceVersion>,
+    ) -> StoreResult<()> {
+        self.read += 1;
+        self.last_id.clear();
+        self.last_id.push_str(id);
+        if scan.as_ndjson && !deleted && last_updated <= scan.cut {
+            self.ndjson.extend_from_slice(body);
+            self.ndjson.push(b'\n');
+            self.ndjson_lines += 1;
+        } else {
+            self.current.push(version()?);
+        }
+        Ok(())
+    }
+
+    /// The rows written after the cut, whose versions at the cut [`finish_scan`] asks for.
+    pub(crate) fn after_cut<'a>(
+        &'a self,
+        scan: &'a ExportScan,
+    ) -> impl Iterator<Item = &'a ResourceVersion> {
+        self.current
+            .iter()
+            .filter(move |v| v.last_updated.millis() > scan.cut)
+    }
+}
+
+/// Turns the scanned rows into a batch: `at_cut` is called for each row written after the cut
+/// (in order) and returns its version at the cut.
 pub(crate) fn finish_scan<F>(
     scan: &ExportScan,
-    current: Vec<ResourceVersion>,
+    scanned: Scanned,
     mut at_cut: F,
 ) -> StoreResult<ExportBatch>
 where
     F: FnMut(&ResourceVersion) -> StoreResult<Option<ResourceVersion>>,
 {
-    let complete = current.len() < scan.limit.max(1);
-    let last_id = current.last().map(|v| v.id.clone());
-    let mut rows = Vec::with_capacity(current.len());
-    for version in current {
+    let complete = scanned.read < scan.limit.max(1);
+    let last_id = (scanned.read > 0).then_some(scanned.last_id);
+    let mut rows = Vec::with_capacity(scanned.current.len());
+    for version in scanned.current {
         if version.last_updated.millis() <= scan.cut {
             rows.push(ExportRow {
                 version,
@@ -224,6 +281,8 @@ where
         }
     }
     Ok(ExportBatch {
+        ndjson: scanned.ndjson,
+        ndjson_lines: scanned.ndjson_lines,
         rows,
         last_id,
         complete,
@@ -256,6 +315,7 @@ mod tests {
                 target_ids: Some(vec!["p1".into()]),
             },
             limit: 100,
+            as_ndjson: false,
         };
         let sql = plan_scan(Dialect::Postgres, &scan);
         assert_eq!(

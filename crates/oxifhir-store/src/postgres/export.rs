@@ -3,29 +3,43 @@
 use deadpool_postgres::ClientWrapper;
 
 use super::map_err;
-use super::search::{count, row_data, rows};
-use crate::export::{self, ExportBatch, ExportScan};
+use super::search::{count, row_data};
+use super::{driver_params, param_refs};
+use crate::export::{self, ExportBatch, ExportScan, Scanned};
 use crate::sql::Dialect;
-use crate::{ResourceVersion, StoreResult};
+use crate::{StoreResult, WriteMethod};
 
 /// One batch of an export scan.
 pub(super) async fn scan(client: &ClientWrapper, scan: &ExportScan) -> StoreResult<ExportBatch> {
     let statement = export::plan_scan(Dialect::Postgres, scan);
-    let current: Vec<ResourceVersion> = rows(client, &statement)
-        .await?
-        .into_iter()
-        .map(|r| r.version)
-        .collect();
+    let prepared = client
+        .prepare_cached(&statement.text)
+        .await
+        .map_err(map_err)?;
+    let params = driver_params(&statement.params);
+    let found = client
+        .query(&prepared, &param_refs(&params))
+        .await
+        .map_err(map_err)?;
+    let mut scanned = Scanned::default();
+    for row in &found {
+        let id: &str = row.try_get(1).map_err(map_err)?;
+        let last_updated: i64 = row.try_get(3).map_err(map_err)?;
+        let method: &str = row.try_get(4).map_err(map_err)?;
+        let deleted = WriteMethod::from_code(method) == Some(WriteMethod::Delete);
+        let body: &[u8] = row.try_get(5).map_err(map_err)?;
+        scanned.push(scan, id, last_updated, deleted, body, || {
+            row_data(row).map(|d| d.version)
+        })?;
+    }
+    drop(found);
     // Rows changed after the cut are rare; each is looked up on its own.
     let mut at_cut = Vec::new();
     let history = client
         .prepare_cached(&export::version_at(Dialect::Postgres))
         .await
         .map_err(map_err)?;
-    for version in current
-        .iter()
-        .filter(|v| v.last_updated.millis() > scan.cut)
-    {
+    for version in scanned.after_cut(scan) {
         let row = client
             .query_opt(&history, &[&version.resource_type, &version.id, &scan.cut])
             .await
@@ -33,7 +47,7 @@ pub(super) async fn scan(client: &ClientWrapper, scan: &ExportScan) -> StoreResu
         at_cut.push(row.map(|r| row_data(&r).map(|d| d.version)).transpose()?);
     }
     let mut at_cut = at_cut.into_iter();
-    export::finish_scan(scan, current, |_| Ok(at_cut.next().flatten()))
+    export::finish_scan(scan, scanned, |_| Ok(at_cut.next().flatten()))
 }
 
 /// The live resources an export scan keeps at or before the cut.

@@ -31,15 +31,20 @@ use crate::{
     IndexScope, IndexedParam, Isolation, ResourceVersion, SearchPage, SearchQuery, Store,
     StoreError, StoreResult, StoreTx, VersionWrite,
 };
+use schema::Role;
 
 /// Number of reader connections.
 const READERS: usize = 4;
+
+/// Number of scanner connections (export and reindex scans; see [`schema::Role::Scanner`]).
+const SCANNERS: usize = 2;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     group: Arc<group::GroupCommit>,
     readers: Arc<ReaderPool>,
+    scanners: Arc<ReaderPool>,
     jobs: SqlJobQueue<jobs::SqliteJobs>,
     /// Conditions matching at least this many index entries are probed row by row.
     probe_from: usize,
@@ -62,7 +67,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
             let path = dir.join("oxifhir.db");
-            let mut writer = schema::connect(&path, false)?;
+            let mut writer = schema::connect(&path, Role::Writer)?;
             schema::migrate(&mut writer)?;
             let rebuilt = bulk::restore(&writer)?;
             if rebuilt > 0 {
@@ -71,16 +76,9 @@ impl SqliteStore {
                     "rebuilt search indexes left out by an interrupted bulk load"
                 );
             }
-            let mut readers = Vec::with_capacity(READERS);
-            for _ in 0..READERS {
-                readers.push(schema::connect(&path, true)?);
-            }
+            let readers = Arc::new(ReaderPool::open(path.clone(), Role::Reader, READERS)?);
+            let scanners = Arc::new(ReaderPool::open(path, Role::Scanner, SCANNERS)?);
             let writer = Arc::new(Mutex::new(writer));
-            let readers = Arc::new(ReaderPool {
-                path,
-                idle: std::sync::Mutex::new(readers),
-                permits: Arc::new(Semaphore::new(READERS)),
-            });
             Ok(SqliteStore {
                 jobs: SqlJobQueue(jobs::SqliteJobs {
                     writer: writer.clone(),
@@ -90,6 +88,7 @@ impl SqliteStore {
                 writer,
                 group: Arc::default(),
                 readers,
+                scanners,
                 probe_from: crate::sql::PROBE_FROM,
             })
         })
@@ -214,14 +213,14 @@ impl Store for SqliteStore {
 
     async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch> {
         let scan = scan.clone();
-        self.readers
+        self.scanners
             .run(move |conn| export::scan(conn, &scan))
             .await
     }
 
     async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
         let scan = scan.clone();
-        self.readers
+        self.scanners
             .run(move |conn| export::scan_count(conn, &scan))
             .await
     }
@@ -426,15 +425,30 @@ impl StoreTx for SqliteTx {
     }
 }
 
-/// Reader connections handed out one per blocking call.
+/// Read-only connections handed out one per blocking call.
 struct ReaderPool {
     path: PathBuf,
+    role: Role,
     idle: std::sync::Mutex<Vec<Connection>>,
     /// One permit per reader connection.
     permits: Arc<Semaphore>,
 }
 
 impl ReaderPool {
+    /// `size` connections for `role` to the database at `path`.
+    fn open(path: PathBuf, role: Role, size: usize) -> StoreResult<Self> {
+        let mut idle = Vec::with_capacity(size);
+        for _ in 0..size {
+            idle.push(schema::connect(&path, role)?);
+        }
+        Ok(ReaderPool {
+            path,
+            role,
+            idle: std::sync::Mutex::new(idle),
+            permits: Arc::new(Semaphore::new(size)),
+        })
+    }
+
     /// Runs `f` on a reader connection on the blocking pool.
     async fn run<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
     where
@@ -454,7 +468,7 @@ impl ReaderPool {
             // A connection lost to a panic is replaced here.
             let conn = match popped {
                 Some(conn) => conn,
-                None => schema::connect(&pool.path, true)?,
+                None => schema::connect(&pool.path, pool.role)?,
             };
             let result = f(&conn);
             pool.idle

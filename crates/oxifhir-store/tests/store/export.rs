@@ -13,6 +13,7 @@ fn scan(resource_type: &str, cut: i64) -> ExportScan {
         include_deleted: false,
         filter: ExportFilter::All,
         limit: 100,
+        as_ndjson: false,
     }
 }
 

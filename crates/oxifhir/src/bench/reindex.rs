@@ -150,6 +150,7 @@ async fn raw_scan(store: &dyn Store) -> anyhow::Result<f64> {
                     include_deleted: false,
                     filter: ExportFilter::All,
                     limit: 2000,
+                    as_ndjson: false,
                 })
                 .await?;
             rows += batch.rows.len();

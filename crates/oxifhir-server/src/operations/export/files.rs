@@ -198,6 +198,42 @@ pub fn is_file_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// NDJSON lines assembled in memory, to be written to a file in one piece.
+#[derive(Debug, Default)]
+pub struct Lines {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl Lines {
+    /// Lines already assembled: `count` newline-terminated lines in `bytes`.
+    pub fn from_ndjson(bytes: Vec<u8>, count: u64) -> Self {
+        Lines { bytes, count }
+    }
+
+    /// Appends one line (`line` must not contain a newline).
+    pub fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.bytes.push(b'\n');
+        self.count += 1;
+    }
+
+    /// The number of lines.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Their size in bytes, newlines included.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// True when there are no lines.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 /// An NDJSON file being written: lines are buffered and uploaded in parts, so memory stays
 /// bounded whatever the file's size. The file appears only when [`FileWriter::finish`]
 /// succeeds.
@@ -210,17 +246,22 @@ pub struct FileWriter {
 impl FileWriter {
     /// Appends one line (`line` must not contain a newline).
     pub async fn line(&mut self, line: &[u8]) -> Result<(), String> {
+        let mut lines = Lines::default();
+        lines.push(line);
+        self.write(lines).await
+    }
+
+    /// Appends `lines` in one piece (their buffer becomes part of the upload, uncopied).
+    pub async fn write(&mut self, lines: Lines) -> Result<(), String> {
+        if lines.count == 0 {
+            return Ok(());
+        }
+        self.lines += lines.count;
+        self.bytes += lines.bytes.len() as u64;
         self.writer
-            .write_all(line)
+            .put(Bytes::from(lines.bytes))
             .await
-            .map_err(|e| e.to_string())?;
-        self.writer
-            .write_all(b"\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        self.lines += 1;
-        self.bytes += line.len() as u64 + 1;
-        Ok(())
+            .map_err(|e| e.to_string())
     }
 
     /// Lines written so far.

@@ -32,7 +32,7 @@ use oxifhir_store::{Condition, ExportFilter, ExportRow, ExportScan, ResourceVers
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::files::{ExportFiles, FileWriter};
+use super::files::{ExportFiles, FileWriter, Lines};
 use super::manifest::{ExportFile, ExportResult, FileKind};
 use super::params::{self, ElementSelector, ExportLevel, ExportRequest, TypeFilter};
 use crate::error::ApiError;
@@ -301,6 +301,7 @@ fn scan_of(
         include_deleted: export.since.is_some(),
         filter: filter_of(export, resource_type, patients),
         limit,
+        as_ndjson: false,
     }
 }
 
@@ -335,56 +336,85 @@ impl Run<'_> {
         let mut deleted: Option<FileWriter> = None;
         let mut after_id = progress.after_id.clone();
         let max_lines = settings.file_resources.max(1);
-        let type_done = loop {
-            self.ctx.check()?;
-            let written = output.as_ref().map_or(0, FileWriter::lines);
+        let batch_limit = |written: u64| {
             let room = usize::try_from(max_lines - written.min(max_lines)).unwrap_or(usize::MAX);
-            let limit = settings.batch.max(1).min(room.max(1));
-            let scan = scan_of(
+            settings.batch.max(1).min(room.max(1))
+        };
+        let store = self.ctx.store();
+        // Without `_typeFilter` or `_elements`, current versions come as stored NDJSON.
+        let as_ndjson = filters.is_empty() && elements.is_empty();
+        let fetch = |after_id: Option<String>, limit: usize| {
+            let mut scan = scan_of(
                 self.export,
                 &resource_type,
                 progress.cut,
                 &progress.patients,
-                after_id.clone(),
+                after_id,
                 limit,
             );
-            let batch = self.ctx.store().export_scan(&scan).await?;
+            scan.as_ndjson = as_ndjson;
+            async move {
+                let batch = store.export_scan(&scan).await;
+                (scan, batch)
+            }
+        };
+        // The next batch is read while the current one is written.
+        let mut next = fetch(after_id.clone(), batch_limit(0)).await;
+        let type_done = loop {
+            self.ctx.check()?;
+            let (scan, batch) = next;
+            let batch = batch?;
             if !settings.throttle.is_zero() {
                 tokio::time::sleep(settings.throttle).await;
             }
             let rows = self.keep(&scan, &filters, batch.rows).await?;
+            let mut lines = Lines::from_ndjson(batch.ndjson, batch.ndjson_lines);
+            let mut tombstones = Lines::default();
             for row in rows {
                 let version = row.version;
                 if version.is_deleted() {
-                    let writer =
-                        deleted.get_or_insert_with(|| self.files.create(job_id, &deleted_name));
-                    writer
-                        .line(&delete_bundle(&version))
-                        .await
-                        .map_err(transient)?;
-                    continue;
-                }
-                let writer = output.get_or_insert_with(|| self.files.create(job_id, &output_name));
-                if elements.is_empty() {
-                    writer.line(&version.body).await.map_err(transient)?;
+                    tombstones.push(&delete_bundle(&version));
+                } else if elements.is_empty() {
+                    lines.push(&version.body);
                 } else {
-                    writer
-                        .line(&subset(&version, &elements)?)
-                        .await
-                        .map_err(transient)?;
+                    lines.push(&subset(&version, &elements)?);
                 }
             }
             if batch.last_id.is_some() {
                 after_id = batch.last_id;
             }
-            if batch.complete {
-                break true;
-            }
-            let full = output
-                .as_ref()
-                .is_some_and(|w| w.lines() >= max_lines || w.bytes() >= settings.file_bytes);
-            if full {
-                break false;
+            let written = output.as_ref().map_or(0, FileWriter::lines) + lines.count();
+            let bytes = output.as_ref().map_or(0, FileWriter::bytes) + lines.len();
+            let full = written >= max_lines || bytes >= settings.file_bytes;
+            let more = !batch.complete && !full;
+            let output = writer_for(&mut output, &lines, || {
+                self.files.create(job_id, &output_name)
+            });
+            let deleted = writer_for(&mut deleted, &tombstones, || {
+                self.files.create(job_id, &deleted_name)
+            });
+            let (wrote, fetched) = tokio::join!(
+                async {
+                    if let Some(writer) = output {
+                        writer.write(lines).await?;
+                    }
+                    if let Some(writer) = deleted {
+                        writer.write(tombstones).await?;
+                    }
+                    Ok::<(), String>(())
+                },
+                async {
+                    if more {
+                        Some(fetch(after_id.clone(), batch_limit(written)).await)
+                    } else {
+                        None
+                    }
+                }
+            );
+            wrote.map_err(transient)?;
+            match fetched {
+                Some(fetched) => next = fetched,
+                None => break batch.complete,
             }
         };
         for (writer, kind, name, file_type) in [
@@ -530,6 +560,19 @@ impl Run<'_> {
                 })
         }))
     }
+}
+
+/// The file `slot` holds, created by `create` when `lines` is the first content for it;
+/// `None` while there is nothing to write.
+fn writer_for<'w>(
+    slot: &'w mut Option<FileWriter>,
+    lines: &Lines,
+    create: impl FnOnce() -> FileWriter,
+) -> Option<&'w mut FileWriter> {
+    if lines.count() == 0 {
+        return slot.as_mut();
+    }
+    Some(slot.get_or_insert_with(create))
 }
 
 /// A transaction Bundle with one `DELETE` entry for a deleted resource.

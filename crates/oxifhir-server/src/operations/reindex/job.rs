@@ -108,6 +108,7 @@ fn scan(plan: &Plan, resource_type: &str, after_id: Option<String>, limit: usize
         include_deleted: false,
         filter: filter(plan),
         limit,
+        as_ndjson: false,
     }
 }
 

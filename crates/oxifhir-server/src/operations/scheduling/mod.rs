@@ -402,6 +402,7 @@ pub async fn index_slot_ends(server: &FhirServer) -> ApiResult<u64> {
                 include_deleted: false,
                 filter: ExportFilter::All,
                 limit: 500,
+                as_ndjson: false,
             })
             .await?;
         // Versions written after the cut were indexed by this server already.
