@@ -27,6 +27,7 @@ pub enum ExportLevel {
 
 /// A kick-off request. Build one, then [`ExportRequest::validate`] it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExportRequest {
     /// The level; `None` is [`ExportLevel::System`].
     pub level: Option<ExportLevel>,
