@@ -356,6 +356,12 @@ async fn export(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `oxifhir export --server {s.base} --out {out} {extra…}`.
+async fn export_to(s: &Served, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let out = out.to_str().unwrap();
+    export(&[&["--server", s.base.as_str(), "--out", out][..], extra].concat()).await
+}
+
 /// The ids of every resource in the top-level NDJSON files of `dir`, by type; checks that
 /// each file holds only its type and that no id repeats.
 fn exported(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
@@ -420,8 +426,7 @@ async fn exports_each_level_completely_and_deletes_the_export() {
         let out = tempfile::tempdir().unwrap();
 
         let system = out.path().join("system");
-        let (ok, stdout, stderr) =
-            export(&["--server", &s.base, "--out", system.to_str().unwrap()]).await;
+        let (ok, stdout, stderr) = export_to(&s, &system, &[]).await;
         assert!(ok, "{backend}: {stderr}");
         assert!(stdout.contains("exported 38 resources"), "{stdout}");
         let found = exported(&system);
@@ -451,15 +456,11 @@ async fn exports_each_level_completely_and_deletes_the_export() {
         assert!(seen.iter().all(|s| !s.authorized), "no auth, no token");
 
         let patients = out.path().join("patients");
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            patients.to_str().unwrap(),
-            "--patient-level",
-            "--type",
-            "Patient,Observation",
-        ])
+        let (ok, _, stderr) = export_to(
+            &s,
+            &patients,
+            &["--patient-level", "--type", "Patient,Observation"],
+        )
         .await;
         assert!(ok, "{stderr}");
         let found = exported(&patients);
@@ -469,16 +470,16 @@ async fn exports_each_level_completely_and_deletes_the_export() {
         assert!(count(&s.proxy.seen(), "GET", "/fhir/Patient/$export?") == 1);
 
         let group = out.path().join("group");
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            group.to_str().unwrap(),
-            "--group",
-            "g1",
-            "--type-filter",
-            "Observation?value-quantity=gt12",
-        ])
+        let (ok, _, stderr) = export_to(
+            &s,
+            &group,
+            &[
+                "--group",
+                "g1",
+                "--type-filter",
+                "Observation?value-quantity=gt12",
+            ],
+        )
         .await;
         assert!(ok, "{stderr}");
         let found = exported(&group);
@@ -488,18 +489,11 @@ async fn exports_each_level_completely_and_deletes_the_export() {
         assert!(!found.contains_key("Organization"));
 
         let posted = out.path().join("posted");
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            posted.to_str().unwrap(),
-            "--group",
-            "g1",
-            "--patient",
-            "p2",
-            "--type",
-            "Patient",
-        ])
+        let (ok, _, stderr) = export_to(
+            &s,
+            &posted,
+            &["--group", "g1", "--patient", "p2", "--type", "Patient"],
+        )
         .await;
         assert!(ok, "{stderr}");
         assert_eq!(exported(&posted)["Patient"], ids("p", 2..=2, &[]));
@@ -518,17 +512,8 @@ async fn a_cut_download_resumes_with_a_range_request() {
             faults.cut_at = 100;
         }
         let out = tempfile::tempdir().unwrap();
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            out.path().to_str().unwrap(),
-            "--type",
-            "Patient",
-            "--parallel",
-            "1",
-        ])
-        .await;
+        let (ok, _, stderr) =
+            export_to(&s, out.path(), &["--type", "Patient", "--parallel", "1"]).await;
         assert!(ok, "{backend}: {stderr}");
         assert!(
             stderr.contains("the connection broke at byte 100"),
@@ -608,8 +593,7 @@ async fn an_interrupted_run_is_continued_by_the_next_one() {
     let other = tempfile::tempdir().unwrap();
     let state = json!({"server": s.base, "request": {"level": "Patient"}, "status_url": format!("{}/_async/x", s.base)});
     std::fs::write(other.path().join(".oxifhir-export.json"), state.to_string()).unwrap();
-    let (ok, _, stderr) =
-        export(&["--server", &s.base, "--out", other.path().to_str().unwrap()]).await;
+    let (ok, _, stderr) = export_to(&s, other.path(), &[]).await;
     assert!(!ok);
     assert!(
         stderr.contains("unfinished export of another request"),
@@ -628,17 +612,8 @@ async fn a_server_that_ignores_range_gets_the_file_again() {
         faults.ignore_range = true;
     }
     let out = tempfile::tempdir().unwrap();
-    let (ok, _, stderr) = export(&[
-        "--server",
-        &s.base,
-        "--out",
-        out.path().to_str().unwrap(),
-        "--type",
-        "Patient",
-        "--parallel",
-        "1",
-    ])
-    .await;
+    let (ok, _, stderr) =
+        export_to(&s, out.path(), &["--type", "Patient", "--parallel", "1"]).await;
     assert!(ok, "{stderr}");
     assert!(stderr.contains("did not resume at byte 100"), "{stderr}");
     assert_eq!(exported(out.path())["Patient"], ids("p", 1..=12, &[]));
@@ -658,16 +633,7 @@ async fn a_throttled_poll_is_waited_out_and_keep_leaves_the_export() {
         seed(&s).await;
         s.proxy.faults().throttle_polls = 1;
         let out = tempfile::tempdir().unwrap();
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            out.path().to_str().unwrap(),
-            "--type",
-            "Observation",
-            "--keep",
-        ])
-        .await;
+        let (ok, _, stderr) = export_to(&s, out.path(), &["--type", "Observation", "--keep"]).await;
         assert!(ok, "{backend}: {stderr}");
         assert!(stderr.contains("answered 429"), "{stderr}");
         assert_eq!(
@@ -701,15 +667,7 @@ async fn a_file_that_does_not_match_its_count_fails_the_export() {
     seed(&s).await;
     s.proxy.faults().miscount = true;
     let out = tempfile::tempdir().unwrap();
-    let (ok, _, stderr) = export(&[
-        "--server",
-        &s.base,
-        "--out",
-        out.path().to_str().unwrap(),
-        "--type",
-        "Patient",
-    ])
-    .await;
+    let (ok, _, stderr) = export_to(&s, out.path(), &["--type", "Patient"]).await;
     assert!(!ok);
     assert!(
         stderr.contains(
@@ -797,33 +755,25 @@ async fn smart_backend_services_tokens_are_fetched_and_renewed() {
         std::fs::write(&rsa, &rsa_pem).unwrap();
         seed(&s).await;
         let out = tempfile::tempdir().unwrap();
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            out.path().to_str().unwrap(),
-            "--type",
-            "Patient",
-        ])
-        .await;
+        let (ok, _, stderr) = export_to(&s, out.path(), &["--type", "Patient"]).await;
         assert!(!ok, "without credentials the kick-off is refused");
         assert!(stderr.contains("401"), "{stderr}");
         let _ = std::fs::remove_file(out.path().join(".oxifhir-export.json"));
         s.proxy.faults().refuse_tokens = 1;
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            out.path().to_str().unwrap(),
-            "--type",
-            "Patient",
-            "--client-id",
-            "ec-client",
-            "--key",
-            ec.to_str().unwrap(),
-            "--kid",
-            "ec-1",
-        ])
+        let (ok, _, stderr) = export_to(
+            &s,
+            out.path(),
+            &[
+                "--type",
+                "Patient",
+                "--client-id",
+                "ec-client",
+                "--key",
+                ec.to_str().unwrap(),
+                "--kid",
+                "ec-1",
+            ],
+        )
         .await;
         assert!(ok, "{backend}: {stderr}");
         assert_eq!(exported(out.path())["Patient"], ids("p", 1..=12, &[]));
@@ -849,34 +799,29 @@ async fn smart_backend_services_tokens_are_fetched_and_renewed() {
         );
 
         let rsa_out = tempfile::tempdir().unwrap();
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            rsa_out.path().to_str().unwrap(),
-            "--type",
-            "Patient",
-            "--client-id",
-            "rsa-client",
-            "--key",
-            rsa.to_str().unwrap(),
-            "--scope",
-            "system/Patient.read",
-        ])
+        let (ok, _, stderr) = export_to(
+            &s,
+            rsa_out.path(),
+            &[
+                "--type",
+                "Patient",
+                "--client-id",
+                "rsa-client",
+                "--key",
+                rsa.to_str().unwrap(),
+                "--scope",
+                "system/Patient.read",
+            ],
+        )
         .await;
         assert!(ok, "{backend}: {stderr}");
         assert_eq!(exported(rsa_out.path())["Patient"], ids("p", 1..=12, &[]));
 
-        let (ok, _, stderr) = export(&[
-            "--server",
-            &s.base,
-            "--out",
-            keys.path().join("x").to_str().unwrap(),
-            "--client-id",
-            "ec-client",
-            "--key",
-            rsa.to_str().unwrap(),
-        ])
+        let (ok, _, stderr) = export_to(
+            &s,
+            &keys.path().join("x"),
+            &["--client-id", "ec-client", "--key", rsa.to_str().unwrap()],
+        )
         .await;
         assert!(!ok);
         assert!(stderr.contains("getting an access token"), "{stderr}");
