@@ -28,6 +28,7 @@ pub struct SmartCredentials {
     key: EncodingKey,
     alg: Algorithm,
     kid: String,
+    public: serde_json::Value,
     scope: String,
     token_url: Option<Url>,
 }
@@ -53,11 +54,15 @@ impl SmartCredentials {
         kid: Option<String>,
         scope: &str,
     ) -> Result<Self, Error> {
-        let (key, alg) = signing_key(pem)?;
+        let (key, alg, public) = signing_key(pem)?;
         let kid = match kid {
             Some(kid) => kid,
-            None => Jwk::from_encoding_key(&key, alg)
-                .and_then(|jwk| jwk.thumbprint(ThumbprintHash::SHA256))
+            None => serde_json::from_value::<Jwk>(public.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|jwk| {
+                    jwk.thumbprint(ThumbprintHash::SHA256)
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(|e| Error::Auth(format!("cannot derive the key's thumbprint: {e}")))?,
         };
         Ok(SmartCredentials {
@@ -65,6 +70,7 @@ impl SmartCredentials {
             key,
             alg,
             kid,
+            public,
             scope: scope.to_owned(),
             token_url: None,
         })
@@ -84,6 +90,17 @@ impl SmartCredentials {
     /// The `kid` the assertions carry.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The public key as a JWK with its `kid`, `alg` and `use` (what the server registers).
+    pub fn public_jwk(&self) -> serde_json::Value {
+        let mut jwk = self.public.clone();
+        if let Some(fields) = jwk.as_object_mut() {
+            fields.insert("kid".to_owned(), self.kid.clone().into());
+            fields.insert("alg".to_owned(), format!("{:?}", self.alg).into());
+            fields.insert("use".to_owned(), "sig".into());
+        }
+        jwk
     }
 
     /// A signed client assertion for the token endpoint `aud`.
@@ -114,36 +131,68 @@ impl SmartCredentials {
     }
 }
 
-/// The signing key in a PEM text and its algorithm.
-fn signing_key(pem: &str) -> Result<(EncodingKey, Algorithm), Error> {
+/// The signing key in a PEM text, its algorithm and its public JWK (`kty` and the key's
+/// parameters only).
+fn signing_key(pem: &str) -> Result<(EncodingKey, Algorithm, serde_json::Value), Error> {
     use p384::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
     use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
-    let rsa_der = |key: rsa::RsaPrivateKey| {
-        key.to_pkcs1_der()
-            .map(|der| (EncodingKey::from_rsa_der(der.as_bytes()), Algorithm::RS384))
-            .map_err(|e| Error::Auth(format!("cannot use the RSA key: {e}")))
+    let rsa_key = |key: rsa::RsaPrivateKey| {
+        use rsa::traits::PublicKeyParts as _;
+        let der = key
+            .to_pkcs1_der()
+            .map_err(|e| Error::Auth(format!("cannot use the RSA key: {e}")))?;
+        // n and e: unsigned big-endian integers without leading zeros (RFC 7518 §6.3.1).
+        let public = serde_json::json!({
+            "kty": "RSA",
+            "n": base64url(&key.n().to_bytes_be()),
+            "e": base64url(&key.e().to_bytes_be()),
+        });
+        Ok((
+            EncodingKey::from_rsa_der(der.as_bytes()),
+            Algorithm::RS384,
+            public,
+        ))
     };
-    let ec_der = |key: p384::SecretKey| {
-        key.to_pkcs8_der()
-            .map(|der| (EncodingKey::from_ec_der(der.as_bytes()), Algorithm::ES384))
-            .map_err(|e| Error::Auth(format!("cannot use the EC key: {e}")))
+    let ec_key = |key: p384::SecretKey| {
+        use p384::elliptic_curve::sec1::ToEncodedPoint as _;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| Error::Auth(format!("cannot use the EC key: {e}")))?;
+        // x and y at their full 48 bytes, also when they start with zeros (RFC 7518 §6.2.1.2).
+        let point = key.public_key().to_encoded_point(false);
+        let (Some(x), Some(y)) = (point.x(), point.y()) else {
+            return Err(Error::Auth(
+                "the EC public key has no coordinates".to_owned(),
+            ));
+        };
+        let public = serde_json::json!({
+            "kty": "EC",
+            "crv": "P-384",
+            "x": base64url(x),
+            "y": base64url(y),
+        });
+        Ok((
+            EncodingKey::from_ec_der(der.as_bytes()),
+            Algorithm::ES384,
+            public,
+        ))
     };
     if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
         let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
             .map_err(|e| Error::Auth(format!("not a PKCS#1 RSA key: {e}")))?;
-        return rsa_der(key);
+        return rsa_key(key);
     }
     if pem.contains("-----BEGIN EC PRIVATE KEY-----") {
         let key = p384::SecretKey::from_sec1_pem(pem)
             .map_err(|e| Error::Auth(format!("not an EC P-384 key (ES384 needs P-384): {e}")))?;
-        return ec_der(key);
+        return ec_key(key);
     }
     if pem.contains("-----BEGIN PRIVATE KEY-----") {
         if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
-            return rsa_der(key);
+            return rsa_key(key);
         }
         return match p384::SecretKey::from_pkcs8_pem(pem) {
-            Ok(key) => ec_der(key),
+            Ok(key) => ec_key(key),
             Err(e) => Err(Error::Auth(format!(
                 "the PKCS#8 key is neither RSA nor EC P-384: {e}"
             ))),
@@ -153,6 +202,11 @@ fn signing_key(pem: &str) -> Result<(EncodingKey, Algorithm), Error> {
         "the key is not a PEM private key (BEGIN RSA PRIVATE KEY, EC PRIVATE KEY or PRIVATE KEY)"
             .to_owned(),
     ))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// An access token and when to renew it.
@@ -357,6 +411,25 @@ mod tests {
             let jwt = c.assertion("http://h/token").unwrap();
             let header = jsonwebtoken::decode_header(&jwt).unwrap();
             assert_eq!((header.alg, header.kid.as_deref()), (alg, Some(c.kid())));
+            // The assertion verifies with the public JWK.
+            let jwk: Jwk = serde_json::from_value(c.public_jwk()).unwrap();
+            let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(alg);
+            validation.set_audience(&["http://h/token"]);
+            jsonwebtoken::decode::<serde_json::Value>(&jwt, &key, &validation).unwrap();
+            assert_eq!(c.public_jwk()["kid"], c.kid());
+        }
+        // EC coordinates keep their 48 bytes (64 base64url characters) also when they start
+        // with a zero byte (one key in 128), or the thumbprint would not match; a few keys
+        // (key generation is slow in debug builds) check the encoding's length.
+        for _ in 0..20 {
+            let key = p384::SecretKey::random(&mut rsa::rand_core::OsRng);
+            let pem = key.to_pkcs8_pem(p384::pkcs8::LineEnding::LF).unwrap();
+            let jwk = SmartCredentials::from_pem("c", &pem, None, "s")
+                .unwrap()
+                .public_jwk();
+            assert_eq!(jwk["x"].as_str().unwrap().len(), 64, "{jwk}");
+            assert_eq!(jwk["y"].as_str().unwrap().len(), 64, "{jwk}");
         }
         let named = SmartCredentials::from_pem("c", &ec_pkcs8, Some("k1".into()), "s").unwrap();
         assert_eq!(named.kid(), "k1");

@@ -687,7 +687,7 @@ async fn a_file_that_does_not_match_its_count_fails_the_export() {
     );
 }
 
-/// A P-384 key as PEM and its public JWK with `kid`.
+/// A P-384 key as PEM and its public JWK under `kid`.
 fn ec_key(kid: &str) -> (String, Value) {
     use p384::pkcs8::EncodePrivateKey;
     let key = p384::SecretKey::random(&mut rsa::rand_core::OsRng);
@@ -695,49 +695,32 @@ fn ec_key(kid: &str) -> (String, Value) {
         .to_pkcs8_pem(p384::pkcs8::LineEnding::LF)
         .unwrap()
         .to_string();
-    let der = key.to_pkcs8_der().unwrap();
-    let encoding = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
-    public_jwk(pem, &encoding, jsonwebtoken::Algorithm::ES384, kid)
+    public_jwk(pem, Some(kid))
 }
 
-/// An RSA key as PKCS#1 PEM and its public JWK with `kid`.
-fn rsa_key(kid: &str) -> (String, Value) {
+/// An RSA key as PKCS#1 PEM and its public JWK under its thumbprint.
+fn rsa_key() -> (String, Value) {
     use rsa::pkcs1::EncodeRsaPrivateKey;
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
     let pem = key
         .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
         .unwrap()
         .to_string();
-    let der = key.to_pkcs1_der().unwrap();
-    let encoding = jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes());
-    public_jwk(pem, &encoding, jsonwebtoken::Algorithm::RS384, kid)
+    public_jwk(pem, None)
 }
 
-fn public_jwk(
-    pem: String,
-    key: &jsonwebtoken::EncodingKey,
-    alg: jsonwebtoken::Algorithm,
-    kid: &str,
-) -> (String, Value) {
-    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, alg).unwrap();
-    let mut jwk = serde_json::to_value(jwk).unwrap();
-    let kid = if kid.is_empty() {
-        oxifhir_bulk::auth::SmartCredentials::from_pem("x", &pem, None, "s")
-            .unwrap()
-            .kid()
-            .to_owned()
-    } else {
-        kid.to_owned()
-    };
-    jwk["kid"] = json!(kid);
-    (pem, jwk)
+fn public_jwk(pem: String, kid: Option<&str>) -> (String, Value) {
+    let credentials =
+        oxifhir_bulk::auth::SmartCredentials::from_pem("x", &pem, kid.map(String::from), "s")
+            .unwrap();
+    (pem, credentials.public_jwk())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smart_backend_services_tokens_are_fetched_and_renewed() {
     let (ec_pem, ec_jwk) = ec_key("ec-1");
     // The RSA client's key is registered under its thumbprint, the client's default kid.
-    let (rsa_pem, rsa_jwk) = rsa_key("");
+    let (rsa_pem, rsa_jwk) = rsa_key();
     let config = json!({
         "signing_secret": "test-secret-that-is-at-least-32-bytes-long",
         "clients": [
