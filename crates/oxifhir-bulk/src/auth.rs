@@ -322,11 +322,9 @@ impl TokenSource {
                         "{context}: the answer is not a token response: {e}"
                     ))
                 })?;
-                let lifetime = Duration::from_secs(token.expires_in.unwrap_or(300));
-                let early = RENEW_BEFORE.min(lifetime / 2);
                 return Ok(Token {
                     value: token.access_token,
-                    renew_at: Instant::now() + lifetime - early,
+                    renew_at: Instant::now() + use_for(token.expires_in),
                 });
             }
             if is_transient(status, &headers, &bytes)
@@ -341,6 +339,13 @@ impl TokenSource {
             )));
         }
     }
+}
+
+/// How long a token that expires in `expires_in` seconds (300 when the server does not say)
+/// is used: until [`RENEW_BEFORE`] before it expires, or half its life for short-lived ones.
+fn use_for(expires_in: Option<u64>) -> Duration {
+    let lifetime = Duration::from_secs(expires_in.unwrap_or(300));
+    lifetime - RENEW_BEFORE.min(lifetime / 2)
 }
 
 /// The token endpoint in `[base]/.well-known/smart-configuration`.
@@ -384,6 +389,15 @@ mod tests {
         key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(use_for(Some(3600)), secs(3570));
+        assert_eq!(use_for(None), secs(270));
+        assert_eq!(use_for(Some(10)), secs(5));
+        assert_eq!(use_for(Some(0)), secs(0));
     }
 
     #[test]
