@@ -6,11 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
 use oxifhir_jobs::{RuntimeConfig, RuntimeHandle};
 use oxifhir_server::auth::{AuthConfig, SmartAuth};
 use oxifhir_server::operations::export::files::ExportLocation;
@@ -18,157 +15,10 @@ use oxifhir_server::{AuthMode, ExportConfig, FhirServer, ServerConfig, http};
 use oxifhir_store::StoreConfig;
 use serde_json::{Value, json};
 
-/// A request the proxy saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    /// Path and query.
-    target: String,
-    range: Option<String>,
-    authorized: bool,
-    status: u16,
-}
+#[path = "export_client/proxy.rs"]
+mod proxy;
 
-/// Faults the proxy injects, each a number of times.
-#[derive(Debug, Default)]
-struct Faults {
-    /// Polls answered `429` with `Retry-After: 1`.
-    throttle_polls: u32,
-    /// File downloads cut after `cut_at` bytes.
-    cut_files: u32,
-    cut_at: usize,
-    /// Drop `Range` from file requests (a server without range support).
-    ignore_range: bool,
-    /// Authorized polls answered `401`, as for an expired token.
-    refuse_tokens: u32,
-    /// Add one to the count of the manifest's first output file.
-    miscount: bool,
-}
-
-struct Proxy {
-    upstream: String,
-    client: reqwest::Client,
-    seen: Mutex<Vec<Seen>>,
-    faults: Mutex<Faults>,
-}
-
-impl Proxy {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
-        self.faults.lock().unwrap()
-    }
-}
-
-fn take(counter: &mut u32) -> bool {
-    let some = *counter > 0;
-    *counter = counter.saturating_sub(1);
-    some
-}
-
-async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.to_string());
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let is_file = target.contains("/_async/") && target.contains("/files/");
-    let is_poll = target.contains("/_async/") && !is_file && parts.method == "GET";
-    let authorized = parts.headers.contains_key("authorization");
-    let mut seen = Seen {
-        method: parts.method.to_string(),
-        target: target.clone(),
-        range: parts
-            .headers
-            .get("range")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        authorized,
-        status: 0,
-    };
-    let injected = {
-        let mut faults = proxy.faults();
-        if is_poll && take(&mut faults.throttle_polls) {
-            Some((429, "1"))
-        } else if is_poll && authorized && take(&mut faults.refuse_tokens) {
-            Some((401, ""))
-        } else {
-            None
-        }
-    };
-    if let Some((status, retry_after)) = injected {
-        seen.status = status;
-        proxy.seen.lock().unwrap().push(seen);
-        let outcome = json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "throttled"}]});
-        let mut response = (
-            axum::http::StatusCode::from_u16(status).unwrap(),
-            outcome.to_string(),
-        )
-            .into_response();
-        if !retry_after.is_empty() {
-            response
-                .headers_mut()
-                .insert("retry-after", retry_after.parse().unwrap());
-        }
-        return response;
-    }
-    let ignore_range = proxy.faults().ignore_range;
-    let mut upstream = proxy
-        .client
-        .request(parts.method.clone(), format!("{}{target}", proxy.upstream));
-    for (name, value) in &parts.headers {
-        let skip = name == "host" || name == "content-length" || (name == "range" && ignore_range);
-        if !skip {
-            upstream = upstream.header(name, value);
-        }
-    }
-    let answer = upstream.body(body).send().await.unwrap();
-    let status = answer.status();
-    let headers = answer.headers().clone();
-    let mut bytes = answer.bytes().await.unwrap().to_vec();
-    seen.status = status.as_u16();
-    proxy.seen.lock().unwrap().push(seen);
-    if is_poll && status == 200 && proxy.faults().miscount {
-        let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
-        let count = manifest["output"][0]["count"].as_u64().unwrap();
-        manifest["output"][0]["count"] = json!(count + 1);
-        bytes = manifest.to_string().into_bytes();
-    }
-    let cut = {
-        let mut faults = proxy.faults();
-        let cut_at = faults.cut_at;
-        (is_file && status.is_success() && bytes.len() > cut_at && take(&mut faults.cut_files))
-            .then_some(cut_at)
-    };
-    let length = bytes.len();
-    let body = match cut {
-        Some(cut_at) => {
-            use futures::StreamExt;
-            let head = bytes::Bytes::copy_from_slice(&bytes[..cut_at]);
-            // The error comes after a pause, so that the head and the first bytes are sent
-            // (the body is pending) before the connection is cut.
-            let cut = futures::stream::once(async {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                Err(std::io::Error::other("the proxy cuts the connection"))
-            });
-            let stream = futures::stream::iter([Ok::<_, std::io::Error>(head)]).chain(cut);
-            Body::from_stream(stream)
-        }
-        None => Body::from(bytes),
-    };
-    let mut response = Response::builder().status(status);
-    for (name, value) in &headers {
-        if name != "content-length" && name != "transfer-encoding" {
-            response = response.header(name, value);
-        }
-    }
-    response
-        .header("content-length", length)
-        .body(body)
-        .unwrap()
-}
+use proxy::{Proxy, Seen, forward};
 
 /// An oxifhir server behind a [`Proxy`]; `base` is the proxy's.
 struct Served {
@@ -277,15 +127,7 @@ async fn serve(backend: &str, auth: Option<AuthConfig>) -> Served {
         http::router(server),
         std::future::pending(),
     ));
-    let proxy = Arc::new(Proxy {
-        upstream,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        seen: Mutex::new(Vec::new()),
-        faults: Mutex::new(Faults::default()),
-    });
+    let proxy = Arc::new(Proxy::new(upstream));
     let router = axum::Router::new()
         .fallback(forward)
         .with_state(Arc::clone(&proxy));
