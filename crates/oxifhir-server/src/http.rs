@@ -292,7 +292,9 @@ fn headers(map: &HeaderMap) -> RequestHeaders {
 
 /// `GET {base}/_async/{id}/files/{name}`: an export file streamed from the export store as
 /// `application/fhir+ndjson` (gzip-compressed by the route's layer when the client accepts
-/// it). With `--auth smart` it needs the bearer token of the client that started the export
+/// it). `Range: bytes={offset}-` (a resumed download) gets `206` with the file's end and
+/// `Content-Range`, which the compression layer leaves alone; other ranges get the whole file.
+/// With `--auth smart` it needs the bearer token of the client that started the export
 /// (anyone else, like an unknown job, gets `404`).
 async fn export_file(
     State(server): State<FhirServer>,
@@ -323,9 +325,25 @@ async fn export_file(
         request: &request,
         prefs: Default::default(),
     };
-    match crate::operations::export::file(&ctx, &id, &name).await {
+    let offset = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::operations::export::files::range_offset)
+        .unwrap_or(0);
+    match crate::operations::export::file(&ctx, &id, &name, offset).await {
         Ok(file) => {
             let mut http = Body::from_stream(file.stream).into_response();
+            let headers = http.headers_mut();
+            headers.insert(
+                axum::http::header::ACCEPT_RANGES,
+                HeaderValue::from_static("bytes"),
+            );
+            if let Some(range) = file.range
+                && let Ok(value) = HeaderValue::try_from(range.to_string())
+            {
+                headers.insert(axum::http::header::CONTENT_RANGE, value);
+                *http.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
             let headers = http.headers_mut();
             headers.insert(
                 axum::http::header::CONTENT_TYPE,

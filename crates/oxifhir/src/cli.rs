@@ -42,6 +42,9 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Write deterministic synthetic R4 test data as NDJSON, one file per resource type.
     Synth(crate::synth::SynthArgs),
+    /// Bulk Data export from any FHIR server into a directory: kick-off, polling, resumable
+    /// parallel downloads checked against the manifest, optional SMART Backend Services auth.
+    Export(Box<crate::bulk_export::BulkExportArgs>),
 }
 
 /// Where the data lives.
@@ -227,6 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Synth(args) => crate::synth::run(args),
         Command::Import(args) => crate::import::run(args).await,
+        Command::Export(args) => crate::bulk_export::run(*args).await,
         Command::Migrate(args) => {
             let store = oxifhir_store::open(&args.store_config()).await?;
             tracing::info!(backend = store.backend_name(), "schema is up to date");

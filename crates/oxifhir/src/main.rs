@@ -1,8 +1,9 @@
 //! The `oxifhir` command: `serve` runs the FHIR server, `migrate` prepares a database, `import`
-//! loads data, `synth` generates test data, `bench`
-//! measures it.
+//! loads data, `export` fetches a Bulk Data export from a server, `synth` generates test data,
+//! `bench` measures it.
 
 mod bench;
+mod bulk_export;
 mod cli;
 mod import;
 mod serve;

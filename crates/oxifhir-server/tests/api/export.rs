@@ -511,6 +511,41 @@ fhir_test! {
 }
 
 fhir_test! {
+    async fn a_range_from_an_offset_resumes_a_file(s: &TestServer) {
+        seed(s).await;
+        let manifest = export(s, "$export?_type=Patient").await;
+        let url = manifest["output"][0]["url"].as_str().unwrap().to_owned();
+        let whole = s.get(&url).await;
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.header("accept-ranges").as_deref(), Some("bytes"));
+        let total = whole.body.len();
+        assert!(total > 20, "{}", whole.text());
+        // A resumed download, also when the client accepts gzip: the end of the file as it
+        // is stored, never compressed.
+        for encoding in ["identity", "gzip"] {
+            let r = s.send("GET", &url, &[("range", "bytes=10-"), ("accept-encoding", encoding)], None).await;
+            assert_eq!(r.status, 206, "{encoding}: {}", r.text());
+            assert_eq!(r.header("content-range"), Some(format!("bytes 10-{}/{total}", total - 1)));
+            assert_eq!(r.header("content-length"), Some((total - 10).to_string()));
+            assert_eq!(r.header("content-encoding"), None);
+            assert_eq!(r.body, whole.body[10..]);
+        }
+        // Ranges a resuming client does not send, and offsets at or past the end, get the
+        // whole file (HTTP lets a server ignore any Range).
+        let past = format!("bytes={total}-");
+        for range in ["bytes=0-", "bytes=0-4", "bytes=-5", "bytes=1-,4-", past.as_str()] {
+            let r = s.send("GET", &url, &[("range", range)], None).await;
+            assert_eq!(r.status, 200, "{range}");
+            assert_eq!(r.header("content-range"), None, "{range}");
+            assert_eq!(r.body, whole.body, "{range}");
+        }
+        let (dir, _) = url.rsplit_once('/').unwrap();
+        let r = s.send("GET", &format!("{dir}/Patient-9.ndjson"), &[("range", "bytes=3-")], None).await;
+        assert_eq!(r.status, 404);
+    }
+}
+
+fhir_test! {
     async fn capability_statement_declares_bulk_data(s: &TestServer) {
         let cs = s.get("metadata").await.json();
         assert_eq!(cs["instantiates"][0], "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data");

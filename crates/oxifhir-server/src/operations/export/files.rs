@@ -71,11 +71,42 @@ impl std::fmt::Debug for ExportFiles {
     }
 }
 
-/// A file body to stream to a client.
+/// A file body to stream to a client: the whole file, or its end from a byte offset.
 pub struct FileBody {
-    /// Its size in bytes.
+    /// Bytes in `stream`.
     pub size: u64,
+    /// The part of the file `stream` holds; `None` for the whole file.
+    pub range: Option<ContentRange>,
     pub stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+/// The bytes of a file a partial body holds (`Content-Range: bytes {start}-{end}/{total}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    /// The first byte's offset.
+    pub start: u64,
+    /// The last byte's offset (inclusive, as in `Content-Range`).
+    pub end: u64,
+    /// The file's size.
+    pub total: u64,
+}
+
+impl std::fmt::Display for ContentRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bytes {}-{}/{}", self.start, self.end, self.total)
+    }
+}
+
+/// The offset of a `Range: bytes={offset}-` request header, the only form a resuming download
+/// sends. Anything else (several ranges, a suffix, a bounded range, another unit) is `None`:
+/// the whole file is served, which HTTP allows for any `Range` (RFC 9110 §14.2).
+pub fn range_offset(header: &str) -> Option<u64> {
+    let spec = header.trim().strip_prefix("bytes=")?.trim();
+    let offset = spec.strip_suffix('-')?;
+    if offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    offset.parse().ok()
 }
 
 impl ExportFiles {
@@ -136,16 +167,45 @@ impl ExportFiles {
         }
     }
 
-    /// The content of a file, or `None` if there is no such file.
-    pub async fn read(&self, job_id: &str, name: &str) -> Result<Option<FileBody>, String> {
-        match self.store.get(&self.path(job_id, name)).await {
+    /// The content of a file from byte `offset` on (the whole file when `offset` is 0 or not
+    /// before its end), or `None` if there is no such file.
+    pub async fn read(
+        &self,
+        job_id: &str,
+        name: &str,
+        offset: u64,
+    ) -> Result<Option<FileBody>, String> {
+        let path = self.path(job_id, name);
+        let mut options = object_store::GetOptions::default();
+        if offset > 0 {
+            match self.store.head(&path).await {
+                Ok(meta) if offset < meta.size => {
+                    options.range = Some(object_store::GetRange::Offset(offset));
+                }
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let partial = options.range.is_some();
+        match self.store.get_opts(&path, options).await {
             Ok(result) => {
-                let size = result.meta.size;
+                let total = result.meta.size;
+                let bytes = result.range.clone();
+                let range = (partial && bytes.end > bytes.start).then(|| ContentRange {
+                    start: bytes.start,
+                    end: bytes.end - 1,
+                    total,
+                });
                 let stream = result
                     .into_stream()
                     .map(|chunk| chunk.map_err(std::io::Error::other))
                     .boxed();
-                Ok(Some(FileBody { size, stream }))
+                Ok(Some(FileBody {
+                    size: bytes.end - bytes.start,
+                    range,
+                    stream,
+                }))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.to_string()),
@@ -317,6 +377,31 @@ mod tests {
         }
     }
 
+    async fn text(body: FileBody) -> Vec<u8> {
+        let chunks: Vec<_> = body.stream.collect().await;
+        chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn range_offsets() {
+        for (header, offset) in [
+            ("bytes=0-", Some(0)),
+            ("bytes=1234-", Some(1234)),
+            (" bytes=7- ", Some(7)),
+            ("bytes=0-10", None),
+            ("bytes=-10", None),
+            ("bytes=1-,5-", None),
+            ("bytes=+1-", None),
+            ("items=1-", None),
+            ("bytes=99999999999999999999999-", None),
+        ] {
+            assert_eq!(range_offset(header), offset, "{header}");
+        }
+    }
+
     #[tokio::test]
     async fn write_read_list_remove() {
         let dir = tempfile::tempdir().unwrap();
@@ -327,18 +412,41 @@ mod tests {
         assert_eq!(w.finish().await.unwrap(), 2);
         assert_eq!(files.list("job1").await.unwrap(), ["Patient-1.ndjson"]);
         let body = files
-            .read("job1", "Patient-1.ndjson")
+            .read("job1", "Patient-1.ndjson", 0)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(body.size, 16);
-        let chunks: Vec<_> = body.stream.collect().await;
-        let text: Vec<u8> = chunks
-            .into_iter()
-            .flat_map(|c| c.unwrap().to_vec())
-            .collect();
-        assert_eq!(text, b"{\"a\":1}\n{\"a\":2}\n");
-        assert!(files.read("job1", "nope.ndjson").await.unwrap().is_none());
+        assert_eq!((body.size, body.range), (16, None));
+        assert_eq!(text(body).await, b"{\"a\":1}\n{\"a\":2}\n");
+        let tail = files
+            .read("job1", "Patient-1.ndjson", 8)
+            .await
+            .unwrap()
+            .unwrap();
+        let range = ContentRange {
+            start: 8,
+            end: 15,
+            total: 16,
+        };
+        assert_eq!((tail.size, tail.range), (8, Some(range)));
+        assert_eq!(text(tail).await, b"{\"a\":2}\n");
+        for past_the_end in [16, 17] {
+            let whole = files
+                .read("job1", "Patient-1.ndjson", past_the_end)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((whole.size, whole.range), (16, None));
+        }
+        for offset in [0, 3] {
+            assert!(
+                files
+                    .read("job1", "nope.ndjson", offset)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
         files.remove("job1").await.unwrap();
         assert!(files.list("job1").await.unwrap().is_empty());
         files.remove("job1").await.unwrap();

@@ -144,9 +144,15 @@ fn validate<'a>(ctx: &'a Context<'a>, target: &'a OperationTarget) -> BoxFuture<
 }
 
 /// `GET {base}/_async/{id}/files/{name}`: a file of a completed export that its client may
-/// see. Anything else (unknown, cancelled, released or unfinished job, a name the export did
-/// not write, a path) is `404`.
-pub async fn file(ctx: &Context<'_>, id: &str, name: &str) -> ApiResult<files::FileBody> {
+/// see, from byte `offset` on (a resumed download; the whole file when `offset` is 0 or not
+/// before its end). Anything else (unknown, cancelled, released or unfinished job, a name the
+/// export did not write, a path) is `404`.
+pub async fn file(
+    ctx: &Context<'_>,
+    id: &str,
+    name: &str,
+    offset: u64,
+) -> ApiResult<files::FileBody> {
     let missing = || ApiError::not_found("No such export file (it may have expired)");
     if !files::is_file_name(name) {
         return Err(missing());
@@ -165,7 +171,7 @@ pub async fn file(ctx: &Context<'_>, id: &str, name: &str) -> ApiResult<files::F
     }
     ctx.server
         .export_files()?
-        .read(&job.id, name)
+        .read(&job.id, name, offset)
         .await
         .map_err(|e| ApiError::internal(format!("reading export file {id}/{name}: {e}")))?
         .ok_or_else(missing)
