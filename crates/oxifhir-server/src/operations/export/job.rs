@@ -353,6 +353,7 @@ impl Run<'_> {
                 tokio::time::sleep(settings.throttle).await;
             }
             let rows = self.keep(&scan, &filters, batch.rows).await?;
+            let mut exported = 0;
             for row in rows {
                 let version = row.version;
                 if version.is_deleted() {
@@ -365,6 +366,7 @@ impl Run<'_> {
                     continue;
                 }
                 let writer = output.get_or_insert_with(|| self.files.create(job_id, &output_name));
+                exported += 1;
                 if elements.is_empty() {
                     writer.line(&version.body).await.map_err(transient)?;
                 } else {
@@ -374,6 +376,7 @@ impl Run<'_> {
                         .map_err(transient)?;
                 }
             }
+            self.server.metrics().exported(exported);
             if batch.last_id.is_some() {
                 after_id = batch.last_id;
             }
