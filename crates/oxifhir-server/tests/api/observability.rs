@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::auth::{keys, smart, token};
 use crate::export::{kickoff, wait};
+use crate::support::{TestOptions, TestServer};
 
 /// One sample: its labels and value.
 #[derive(Debug, Clone)]

@@ -316,11 +316,12 @@ async fn counts_by_kind_and_state(h: Harness) {
     let mut other = job("o1", None, now.millis());
     other.kind = "other".into();
     jobs.enqueue(other).await.unwrap();
-    let running = jobs.claim(&claim("w", now)).await.unwrap().unwrap();
-    jobs.finish(&running.id, 1, &finish(JobState::Completed, now))
+    let later = Instant::from_millis(now.millis() + 10);
+    let running = jobs.claim(&claim("w", later)).await.unwrap().unwrap();
+    jobs.finish(&running.id, 1, &finish(JobState::Completed, later))
         .await
         .unwrap();
-    jobs.claim(&claim("w", now)).await.unwrap().unwrap();
+    jobs.claim(&claim("w", later)).await.unwrap().unwrap();
     jobs.cancel("k2", now, now).await.unwrap();
     // A released job no longer counts.
     jobs.release("k3", now, now).await.unwrap();
