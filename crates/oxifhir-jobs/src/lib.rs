@@ -36,6 +36,36 @@ pub trait Job: Send + Sync + 'static {
     }
 }
 
+/// How a job ended on this process, as a [`JobObserver`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobOutcome {
+    /// Finished; the AsyncJob is `completed`.
+    Completed,
+    /// Finished unsuccessfully or gave up; the AsyncJob is `error`.
+    Failed,
+    /// Its client cancelled or released it while this process ran it.
+    Cancelled,
+}
+
+impl JobOutcome {
+    /// The job state's code in the store (`completed`, `error`, `cancelled`).
+    pub fn code(self) -> &'static str {
+        match self {
+            JobOutcome::Completed => "completed",
+            JobOutcome::Failed => "error",
+            JobOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Told when a job ends on this process (metrics); called on the worker's task, so it must
+/// return quickly. Attempts that are retried, handed back or taken over are not reported.
+pub trait JobObserver: Send + Sync + 'static {
+    /// `job` ended with `outcome`, `ran_for` after its first claim (resumed attempts
+    /// included).
+    fn job_ended(&self, job: &JobRecord, outcome: JobOutcome, ran_for: std::time::Duration);
+}
+
 /// What a finished job leaves behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobOutput {

@@ -10,8 +10,9 @@ use oxifhir_store::Store;
 use oxifhir_store::jobs::{Claim, JobFinish, JobRecord, JobState};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::{Job, JobContext, JobError, JobOutput};
+use crate::{Job, JobContext, JobError, JobObserver, JobOutcome, JobOutput};
 
 /// How the runtime behaves.
 #[derive(Debug, Clone)]
@@ -62,6 +63,7 @@ pub struct JobRuntime {
     store: Arc<dyn Store>,
     kinds: HashMap<String, Arc<dyn Job>>,
     config: RuntimeConfig,
+    observers: Vec<Arc<dyn JobObserver>>,
 }
 
 /// A started runtime; [`RuntimeHandle::shutdown`] stops it gracefully.
@@ -88,7 +90,13 @@ impl JobRuntime {
             store,
             kinds: HashMap::new(),
             config,
+            observers: Vec::new(),
         }
+    }
+
+    /// Tells `observer` about every job that ends on this process.
+    pub fn observe(&mut self, observer: Arc<dyn JobObserver>) {
+        self.observers.push(observer);
     }
 
     /// Runs jobs of `kind` with `job`.
@@ -134,7 +142,10 @@ impl JobRuntime {
             // Mark the current wake-up as seen before looking, so none is missed.
             wakeups.borrow_and_update();
             match self.store.jobs().claim(&self.claim_for(&name)).await {
-                Ok(Some(job)) => self.run_attempt(job, &shutdown).await,
+                Ok(Some(job)) => {
+                    let span = tracing::info_span!("job", job = %job.id, kind = %job.kind);
+                    self.run_attempt(job, &shutdown).instrument(span).await
+                }
                 Ok(None) => {
                     tokio::select! {
                         _ = wakeups.changed() => {}
@@ -206,8 +217,14 @@ impl JobRuntime {
     ) {
         let jobs = self.store.jobs();
         let now = Instant::now();
+        let mut ended = None;
         let outcome = match result {
             Ok(output) => {
+                ended = Some(if output.failed {
+                    JobOutcome::Failed
+                } else {
+                    JobOutcome::Completed
+                });
                 let finish = JobFinish {
                     state: if output.failed {
                         JobState::Failed
@@ -239,7 +256,12 @@ impl JobRuntime {
             }
         };
         match outcome {
-            Ok(true) => tracing::info!(job = %job.id, "job attempt ended"),
+            Ok(true) => {
+                tracing::info!(job = %job.id, "job attempt ended");
+                if let Some(ended) = ended {
+                    self.ended(job, ended);
+                }
+            }
             Ok(false) => self.after_lost(job, kind).await,
             Err(e) => tracing::warn!(job = %job.id, error = %e, "could not record the job's end"),
         }
@@ -261,6 +283,7 @@ impl JobRuntime {
         };
         if stopped_by_client {
             tracing::info!(job = %job.id, "job cancelled; discarding its output");
+            self.ended(job, JobOutcome::Cancelled);
             if let Err(e) = kind.discard(job).await {
                 tracing::warn!(job = %job.id, error = %e, "discarding a cancelled job's output failed");
             }
@@ -280,13 +303,27 @@ impl JobRuntime {
             now,
             expires_at: self.expiry(now),
         };
-        if let Err(e) = self
+        match self
             .store
             .jobs()
             .finish(&job.id, job.attempt, &finish)
             .await
         {
-            tracing::warn!(job = %job.id, error = %e, "could not record the job's failure");
+            Ok(true) => self.ended(job, JobOutcome::Failed),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "could not record the job's failure")
+            }
+        }
+    }
+
+    /// Tells the observers that `job` ended (its run time counted from its first claim).
+    fn ended(&self, job: &JobRecord, outcome: JobOutcome) {
+        let started = job.started_at.unwrap_or(job.request_time).millis();
+        let ran_for =
+            Duration::from_millis(u64::try_from(Instant::now().millis() - started).unwrap_or(0));
+        for observer in &self.observers {
+            observer.job_ended(job, outcome, ran_for);
         }
     }
 

@@ -1,12 +1,14 @@
 //! The runtime against a real store (SQLite, and PostgreSQL when `OXIFHIR_TEST_POSTGRES` is
 //! set): completion, checkpoints and resume after a simulated crash, graceful hand-back,
-//! cancellation mid-job, bounded retries.
+//! cancellation mid-job, bounded retries, and what observers are told of jobs' ends.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oxifhir_jobs::{Job, JobContext, JobError, JobOutput, JobRuntime, RuntimeConfig};
+use oxifhir_jobs::{
+    Job, JobContext, JobError, JobObserver, JobOutcome, JobOutput, JobRuntime, RuntimeConfig,
+};
 use oxifhir_model::Instant;
 use oxifhir_store::jobs::{CancelResult, JobRecord, JobState, NewJob};
 use oxifhir_store::{Store, StoreConfig};
@@ -286,6 +288,85 @@ async fn transient_failures_are_retried_then_fail(db: Db) {
     handle.shutdown().await;
 }
 
+/// Records every job end it is told of.
+#[derive(Default)]
+struct Ends(Mutex<Vec<(String, JobOutcome)>>);
+
+impl JobObserver for Ends {
+    fn job_ended(&self, job: &JobRecord, outcome: JobOutcome, _ran_for: Duration) {
+        self.0.lock().unwrap().push((job.id.clone(), outcome));
+    }
+}
+
+impl Ends {
+    async fn wait_for(&self, id: &str) -> JobOutcome {
+        for _ in 0..600 {
+            let found = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(j, _)| j == id)
+                .cloned();
+            if let Some((_, outcome)) = found {
+                return outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id}: no end reported");
+    }
+}
+
+async fn observers_hear_how_jobs_end(db: Db) {
+    let store = db.open().await;
+    let ends = Arc::new(Ends::default());
+    let mut observed = runtime(store.clone(), Arc::new(Counter::default()), 30_000);
+    observed.observe(ends.clone());
+    let handle = observed.start();
+    enqueue(store.as_ref(), "done", 3, 1).await;
+    assert_eq!(ends.wait_for("done").await, JobOutcome::Completed);
+    enqueue(store.as_ref(), "stopped", 100_000, 10).await;
+    wait_for(store.as_ref(), "stopped", "some progress", |j| {
+        checkpointed(j) >= 2
+    })
+    .await;
+    let now = Instant::now();
+    store.jobs().cancel("stopped", now, now).await.unwrap();
+    assert_eq!(ends.wait_for("stopped").await, JobOutcome::Cancelled);
+    // A job handed back at shutdown has not ended.
+    enqueue(store.as_ref(), "handed-back", 100_000, 10).await;
+    wait_for(store.as_ref(), "handed-back", "some progress", |j| {
+        checkpointed(j) >= 2
+    })
+    .await;
+    handle.shutdown().await;
+    let reported = |ends: &Ends| -> Vec<String> {
+        ends.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(j, _)| j.clone())
+            .collect()
+    };
+    assert_eq!(reported(&ends), ["done", "stopped"], "each end once");
+    store.jobs().cancel("handed-back", now, now).await.unwrap();
+
+    let mut failing = runtime(
+        store.clone(),
+        Arc::new(Counter {
+            flaky_attempts: i64::MAX,
+            ..Counter::default()
+        }),
+        30_000,
+    );
+    failing.observe(ends.clone());
+    let handle = failing.start();
+    enqueue(store.as_ref(), "failed", 3, 1).await;
+    assert_eq!(ends.wait_for("failed").await, JobOutcome::Failed);
+    handle.shutdown().await;
+    assert_eq!(reported(&ends), ["done", "stopped", "failed"]);
+}
+
 macro_rules! runtime_tests {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -310,4 +391,5 @@ runtime_tests!(
     shutdown_hands_jobs_back,
     cancellation_stops_a_running_job,
     transient_failures_are_retried_then_fail,
+    observers_hear_how_jobs_end,
 );

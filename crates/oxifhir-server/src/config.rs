@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub export: ExportConfig,
     /// `$reindex` and `$expunge` jobs.
     pub maintenance: MaintenanceConfig,
+    /// A bearer token that lets a scraper read `GET /metrics` (`--metrics-token`); see
+    /// [`crate::observability::endpoint`].
+    pub metrics_token: Option<crate::observability::endpoint::MetricsToken>,
 }
 
 /// Settings of `$reindex` and `$expunge`.
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             asynchronous: Default::default(),
             export: ExportConfig::default(),
             maintenance: MaintenanceConfig::default(),
+            metrics_token: None,
         }
     }
 }

@@ -12,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::{self, Admission};
 use crate::error::{ApiError, ErrorKind};
+use crate::observability;
 use crate::request::{FhirRequest, Method, RequestHeaders, parse_query, split_path};
 use crate::response::FhirResponse;
 use crate::server::FhirServer;
 
-/// The router serving the FHIR API under the base path of the server's base URL.
+/// The router serving the FHIR API under the base path of the server's base URL, and
+/// `GET /metrics`; every request passes [`observability::observe`].
 pub fn router(server: FhirServer) -> Router {
     let files = format!(
         "{}/_async/{{id}}/files/{{name}}",
@@ -29,7 +31,15 @@ pub fn router(server: FhirServer) -> Router {
                 .fallback(handle)
                 .layer(tower_http::compression::CompressionLayer::new().gzip(true)),
         )
+        .route(
+            observability::endpoint::PATH,
+            axum::routing::any(observability::endpoint::metrics),
+        )
         .fallback(handle)
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            observability::observe,
+        ))
         .with_state(server)
 }
 
@@ -131,16 +141,23 @@ async fn handle(State(server): State<FhirServer>, request: Request) -> Response 
         return to_http(response);
     }
     match to_fhir_request(request, &base, limit).await {
-        Ok(mut fhir) => match admission {
-            Admission::Endpoint(endpoint) => {
-                to_http(auth::serve_endpoint(server.auth(), endpoint, &fhir))
+        Ok(mut fhir) => {
+            let name = observability::interaction::of_bundle_post(&fhir);
+            let mut response = match admission {
+                Admission::Endpoint(endpoint) => {
+                    to_http(auth::serve_endpoint(server.auth(), endpoint, &fhir))
+                }
+                Admission::Authenticated(principal) => {
+                    fhir.principal = Some(principal);
+                    to_http(server.dispatch(fhir).await)
+                }
+                Admission::Open | Admission::Rejected(_) => to_http(server.dispatch(fhir).await),
+            };
+            if let Some(name) = name {
+                response.extensions_mut().insert(name);
             }
-            Admission::Authenticated(principal) => {
-                fhir.principal = Some(principal);
-                to_http(server.dispatch(fhir).await)
-            }
-            Admission::Open | Admission::Rejected(_) => to_http(server.dispatch(fhir).await),
-        },
+            response
+        }
         Err(error) => to_http(crate::format::apply(
             FhirResponse::from_error(&error),
             Default::default(),
@@ -188,7 +205,7 @@ async fn to_fhir_request(
 }
 
 /// The part of `path` below the base path, or `None` when `path` is outside it.
-fn relative_path<'a>(path: &'a str, base: &str) -> Option<&'a str> {
+pub(crate) fn relative_path<'a>(path: &'a str, base: &str) -> Option<&'a str> {
     path.strip_prefix(base)
         .filter(|rest| rest.is_empty() || rest.starts_with('/'))
 }
@@ -359,14 +376,16 @@ async fn export_file(
     }
 }
 
-fn error_response(error: &ApiError) -> Response {
+/// The OperationOutcome response of `error`.
+pub(crate) fn error_response(error: &ApiError) -> Response {
     to_http(crate::format::apply(
         FhirResponse::from_error(error),
         Default::default(),
     ))
 }
 
-fn to_http(response: FhirResponse) -> Response {
+/// `response` as an HTTP response (headers that are not valid HTTP are left out).
+pub(crate) fn to_http(response: FhirResponse) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut http = (status, Body::from(response.body)).into_response();
     for (name, value) in response.headers {

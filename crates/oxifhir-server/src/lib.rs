@@ -15,6 +15,7 @@ pub mod error;
 pub mod format;
 pub mod http;
 pub mod interactions;
+pub mod observability;
 pub mod operations;
 pub mod prefer;
 pub mod repository;

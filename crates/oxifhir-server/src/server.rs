@@ -13,6 +13,7 @@ use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::format;
 use crate::interactions;
+use crate::observability::metrics::Metrics;
 use crate::operations;
 use crate::operations::export::files::ExportFiles;
 use crate::prefer::Preferences;
@@ -36,7 +37,16 @@ struct Inner {
     /// The store of export files, or why it cannot be used.
     export_files: Result<ExportFiles, String>,
     search_params: Registry,
+    metrics: Arc<Metrics>,
 }
+
+/// Every job kind this server registers ([`FhirServer::job_runtime`]).
+pub(crate) const JOB_KINDS: [&str; 4] = [
+    asynchronous::INTERACTION_KIND,
+    operations::export::KIND,
+    operations::reindex::KIND,
+    operations::expunge::KIND,
+];
 
 impl FhirServer {
     /// A server answering from `store`.
@@ -50,6 +60,7 @@ impl FhirServer {
                 polls: PollTracker::default(),
                 rates: Default::default(),
                 auth: AuthMode::None,
+                metrics: Arc::new(Metrics::new()),
             }),
         }
     }
@@ -65,8 +76,14 @@ impl FhirServer {
                 auth,
                 export_files: ExportFiles::open(&self.inner.config.export.location),
                 search_params: Registry::new(&self.inner.config.base_url),
+                metrics: Arc::clone(&self.inner.metrics),
             }),
         }
+    }
+
+    /// The metrics of this process (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// How requests are authenticated and authorized.
@@ -99,9 +116,11 @@ impl FhirServer {
         &self.inner.rates
     }
 
-    /// The job runtime of this server: every job kind registered, not started.
+    /// The job runtime of this server: every job kind registered (as [`JOB_KINDS`] lists),
+    /// jobs' ends recorded in its metrics; not started.
     pub fn job_runtime(&self, config: oxifhir_jobs::RuntimeConfig) -> oxifhir_jobs::JobRuntime {
         let mut runtime = oxifhir_jobs::JobRuntime::new(self.shared_store(), config);
+        runtime.observe(self.inner.metrics.clone());
         runtime.register(
             asynchronous::INTERACTION_KIND,
             Arc::new(asynchronous::interaction_job::InteractionJob::new(

@@ -113,6 +113,12 @@ pub struct ServeArgs {
     #[arg(long, env = "OXIFHIR_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
 
+    /// A bearer token that lets a scraper read GET /metrics (`Authorization: Bearer TOKEN`).
+    /// Without it /metrics is open under --auth none and needs a SMART access token under
+    /// --auth smart.
+    #[arg(long, env = "OXIFHIR_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     #[command(flatten)]
     pub export: ExportArgs,
 }
@@ -210,10 +216,17 @@ pub struct JobArgs {
     pub poll_rate: std::option::Option<oxifhir_server::asynchronous::rate::Rate>,
 }
 
-/// Sets up `tracing` output (`RUST_LOG` filters, default `info`).
-pub fn init_logging(format: &LogFormat) {
+/// Sets up `tracing` output for `command` (`RUST_LOG` filters; default `info`, without the
+/// per-request lines for `bench`).
+pub fn init_logging(format: &LogFormat, command: &Command) {
+    // `bench` drives many requests through an in-process server: one line each would drown
+    // its table (and cost time it measures).
+    let default = match command {
+        Command::Bench(_) => "info,tokio_postgres=warn,oxifhir::request=warn",
+        _ => "info,tokio_postgres=warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

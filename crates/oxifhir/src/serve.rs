@@ -6,6 +6,7 @@ use anyhow::Context;
 use oxifhir_jobs::RuntimeConfig;
 use oxifhir_server::asynchronous::AsyncConfig;
 use oxifhir_server::auth::{AuthConfig, AuthMode, SmartAuth};
+use oxifhir_server::observability::endpoint::MetricsToken;
 use oxifhir_server::operations::export::files::{ExportFiles, ExportLocation};
 use oxifhir_server::{ExportConfig, FhirServer, MaintenanceConfig, ServerConfig, http};
 
@@ -57,6 +58,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             batch: args.jobs.maintenance_batch.max(1),
             throttle: args.jobs.maintenance_throttle,
         },
+        metrics_token: args.metrics_token.as_deref().and_then(MetricsToken::new),
     };
     let auth = auth_mode(&args, &config.base_url)?;
     let server = FhirServer::new(store.clone(), config).with_auth(auth.clone());

@@ -62,6 +62,9 @@ pub async fn kickoff(ctx: &Context<'_>, interaction: &Interaction) -> ApiResult<
             request_time: Instant::now(),
         })
         .await?;
+    // Logged inside the request's span: this line ties the request id to the job id, which
+    // every log line of the job carries.
+    tracing::info!(job = %id, kind, "asynchronous request accepted");
     let status_url = server.url(&format!("_async/{id}"));
     let outcome = OperationOutcome::single(
         Issue::new(

@@ -142,7 +142,7 @@ impl SmartAuth {
     }
 
     /// `401` + `WWW-Authenticate` + OperationOutcome for a rejected bearer token (RFC 6750).
-    fn challenge(&self, rejection: &TokenRejection) -> FhirResponse {
+    pub(crate) fn challenge(&self, rejection: &TokenRejection) -> FhirResponse {
         let (challenge, text) = match rejection {
             TokenRejection::Missing => (
                 format!("Bearer realm=\"{}\"", self.resource_audience),

@@ -26,14 +26,14 @@ fn expected(items: &[(&str, &str)]) -> Found {
 }
 
 /// Kicks off an export by GET and returns the status URL.
-async fn kickoff(s: &TestServer, path: &str) -> String {
+pub(crate) async fn kickoff(s: &TestServer, path: &str) -> String {
     let r = s.send("GET", path, &[ASYNC], None).await;
     assert_eq!(r.status, 202, "kick-off {path}: {}", r.text());
     r.header("content-location").expect("Content-Location")
 }
 
 /// Polls as a client that honours `Retry-After` until the export is done.
-async fn wait(s: &TestServer, status_url: &str) -> Reply {
+pub(crate) async fn wait(s: &TestServer, status_url: &str) -> Reply {
     for _ in 0..120 {
         let r = s.get(status_url).await;
         if r.status != 202 {

@@ -15,6 +15,7 @@ mod expunge;
 mod hostile;
 mod input;
 mod job_rerun;
+mod observability;
 mod rate_limits;
 mod reindex;
 mod scheduling;

@@ -42,6 +42,8 @@ pub struct TestOptions {
     pub maintenance: MaintenanceConfig,
     /// How long a client may take to send headers and body.
     pub read_timeout: std::time::Duration,
+    /// `--metrics-token`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -56,6 +58,7 @@ impl Default for TestOptions {
             },
             maintenance: MaintenanceConfig::default(),
             read_timeout: std::time::Duration::from_secs(60),
+            metrics_token: None,
         }
     }
 }
@@ -156,6 +159,10 @@ impl TestServer {
                 ..options.export.clone()
             },
             maintenance: options.maintenance.clone(),
+            metrics_token: options
+                .metrics_token
+                .as_deref()
+                .and_then(oxifhir_server::observability::endpoint::MetricsToken::new),
             ..Default::default()
         };
         let auth = match options.auth.clone() {

@@ -173,6 +173,14 @@ pub struct JobFilter {
     pub limit: usize,
 }
 
+/// How many jobs of one kind are in one state ([`JobQueue::counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCount {
+    pub kind: String,
+    pub state: JobState,
+    pub count: i64,
+}
+
 /// The job queue both backends implement. Reached through [`crate::Store::jobs`].
 #[async_trait]
 pub trait JobQueue: Send + Sync {
@@ -187,6 +195,10 @@ pub trait JobQueue: Send + Sync {
 
     /// Queued and running jobs of `owner`, released ones excluded.
     async fn active_count(&self, owner: Option<&str>) -> StoreResult<i64>;
+
+    /// Jobs not released by their client, counted by kind and state in one grouped query
+    /// (for metrics); combinations without jobs are left out.
+    async fn counts(&self) -> StoreResult<Vec<JobCount>>;
 
     /// Takes the oldest claimable job: queued and due, or running with an expired lease. The
     /// claim sets it running, bumps its `attempt` and leases it to `claim.worker`.

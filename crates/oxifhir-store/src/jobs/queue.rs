@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use oxifhir_model::Instant;
 
 use super::sql;
-use super::{CancelResult, Claim, JobFilter, JobFinish, JobQueue, JobRecord, JobState, NewJob};
+use super::{
+    CancelResult, Claim, JobCount, JobFilter, JobFinish, JobQueue, JobRecord, JobState, NewJob,
+};
 use crate::StoreResult;
 use crate::sql::{Dialect, Param};
 
@@ -22,6 +24,9 @@ pub(crate) trait JobSql: Send + Sync {
 
     /// Runs a statement that returns one integer.
     async fn query_count(&self, sql: String, params: Vec<Param>) -> StoreResult<i64>;
+
+    /// Runs a statement without parameters whose rows are two texts and a count.
+    async fn query_grouped_counts(&self, sql: String) -> StoreResult<Vec<(String, String, i64)>>;
 
     /// Tells idle workers (on every node) that work may be claimable.
     async fn notify(&self);
@@ -123,6 +128,18 @@ impl<B: JobSql> JobQueue for SqlJobQueue<B> {
                     .await
             }
         }
+    }
+
+    async fn counts(&self) -> StoreResult<Vec<JobCount>> {
+        let rows = self.0.query_grouped_counts(sql::COUNTS.to_owned()).await?;
+        rows.into_iter()
+            .map(|(kind, state, count)| {
+                let state = JobState::from_code(&state).ok_or_else(|| {
+                    crate::StoreError::Backend(format!("jobs: unknown state {state}"))
+                })?;
+                Ok(JobCount { kind, state, count })
+            })
+            .collect()
     }
 
     async fn claim(&self, claim: &Claim) -> StoreResult<Option<JobRecord>> {

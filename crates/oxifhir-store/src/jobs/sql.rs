@@ -99,6 +99,10 @@ pub(crate) fn active_count(owner_condition: &str) -> String {
     )
 }
 
+/// Jobs not released, counted by kind and state.
+pub(crate) const COUNTS: &str = "SELECT kind, state, COUNT(*) FROM jobs \
+    WHERE released_at IS NULL GROUP BY kind, state ORDER BY kind, state";
+
 /// A listing; the caller appends its conditions (`AND …`) in `conditions`.
 pub(crate) fn list(conditions: &str) -> String {
     format!(

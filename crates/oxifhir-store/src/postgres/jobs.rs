@@ -154,6 +154,15 @@ impl JobSql for PostgresJobs {
         }
     }
 
+    async fn query_grouped_counts(&self, sql: String) -> StoreResult<Vec<(String, String, i64)>> {
+        self.rows(&sql, &[])
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(map_err)
+    }
+
     async fn notify(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
         let sent = self

@@ -122,6 +122,18 @@ impl JobSql for SqliteJobs {
             .await
     }
 
+    async fn query_grouped_counts(&self, sql: String) -> StoreResult<Vec<(String, String, i64)>> {
+        self.readers
+            .run(move |conn| {
+                let mut statement = conn.prepare_cached(&sqlite_text(&sql)).map_err(map_err)?;
+                let rows = statement
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(map_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+            })
+            .await
+    }
+
     async fn notify(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }

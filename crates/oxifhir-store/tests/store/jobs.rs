@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use oxifhir_model::Instant;
-use oxifhir_store::jobs::{CancelResult, Claim, JobFilter, JobFinish, JobState, NewJob};
+use oxifhir_store::jobs::{CancelResult, Claim, JobCount, JobFilter, JobFinish, JobState, NewJob};
 
 use crate::harness::Harness;
 
@@ -304,6 +304,43 @@ async fn expiry_listing_and_counts(h: Harness) {
     assert!(jobs.job("l1").await.unwrap().is_none());
 }
 
+async fn counts_by_kind_and_state(h: Harness) {
+    let jobs = h.store.jobs();
+    let now = Instant::now();
+    assert!(jobs.counts().await.unwrap().is_empty());
+    for i in 0..4 {
+        jobs.enqueue(job(&format!("k{i}"), None, now.millis() + i))
+            .await
+            .unwrap();
+    }
+    let mut other = job("o1", None, now.millis());
+    other.kind = "other".into();
+    jobs.enqueue(other).await.unwrap();
+    let later = Instant::from_millis(now.millis() + 10);
+    let running = jobs.claim(&claim("w", later)).await.unwrap().unwrap();
+    jobs.finish(&running.id, 1, &finish(JobState::Completed, later))
+        .await
+        .unwrap();
+    jobs.claim(&claim("w", later)).await.unwrap().unwrap();
+    jobs.cancel("k2", now, now).await.unwrap();
+    // A released job no longer counts.
+    jobs.release("k3", now, now).await.unwrap();
+    let count = |kind: &str, state, count| JobCount {
+        kind: kind.into(),
+        state,
+        count,
+    };
+    assert_eq!(
+        jobs.counts().await.unwrap(),
+        [
+            count("other", JobState::Queued, 1),
+            count("test", JobState::Cancelled, 1),
+            count("test", JobState::Completed, 1),
+            count("test", JobState::Running, 1),
+        ]
+    );
+}
+
 async fn enqueue_wakes_waiting_workers(h: Harness) {
     let jobs = h.store.jobs();
     let mut wakeups = jobs.wakeups();
@@ -332,5 +369,6 @@ store_tests!(
     requeue_waits_and_counts_failures,
     cancel_and_release,
     expiry_listing_and_counts,
+    counts_by_kind_and_state,
     enqueue_wakes_waiting_workers,
 );

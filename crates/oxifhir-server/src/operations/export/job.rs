@@ -380,6 +380,7 @@ impl Run<'_> {
                     lines.push(&subset(&version, &elements)?);
                 }
             }
+            self.server.metrics().exported(lines.count());
             if batch.last_id.is_some() {
                 after_id = batch.last_id;
             }

@@ -318,6 +318,9 @@ pub async fn execute(
                 other => break other?,
             }
         };
+        server
+            .metrics()
+            .reindexed(next.scanned.saturating_sub(progress.scanned));
         progress = next;
         if !settings.throttle.is_zero() {
             tokio::time::sleep(settings.throttle).await;
