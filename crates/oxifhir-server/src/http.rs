@@ -16,7 +16,8 @@ use crate::request::{FhirRequest, Method, RequestHeaders, parse_query, split_pat
 use crate::response::FhirResponse;
 use crate::server::FhirServer;
 
-/// The router serving the FHIR API under the base path of the server's base URL.
+/// The router serving the FHIR API under the base path of the server's base URL, and the
+/// jobs page at `/_admin/jobs` ([`crate::admin`]).
 pub fn router(server: FhirServer) -> Router {
     let files = format!(
         "{}/_async/{{id}}/files/{{name}}",
@@ -29,6 +30,7 @@ pub fn router(server: FhirServer) -> Router {
                 .fallback(handle)
                 .layer(tower_http::compression::CompressionLayer::new().gzip(true)),
         )
+        .merge(crate::admin::routes())
         .fallback(handle)
         .with_state(server)
 }
@@ -341,14 +343,16 @@ async fn export_file(
     }
 }
 
-fn error_response(error: &ApiError) -> Response {
+/// An error as an OperationOutcome response.
+pub(crate) fn error_response(error: &ApiError) -> Response {
     to_http(crate::format::apply(
         FhirResponse::from_error(error),
         Default::default(),
     ))
 }
 
-fn to_http(response: FhirResponse) -> Response {
+/// A [`FhirResponse`] as an axum response.
+pub(crate) fn to_http(response: FhirResponse) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut http = (status, Body::from(response.body)).into_response();
     for (name, value) in response.headers {
