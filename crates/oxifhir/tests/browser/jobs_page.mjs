@@ -6,9 +6,10 @@
 //
 // It kicks off an asynchronous search and two exports, then, through the page only: sees the
 // long export's progress advance (two different readings), cancels it with the page's button
-// (the row goes away and the status URL answers 404), waits for the other export to finish,
-// downloads its file from the page's link (NDJSON, one resource a line) and opens its detail
-// page. With --screenshots, saves jobs-list.png (exports running) and job-detail.png there.
+// (two clicks; the row goes away and the status URL answers 404), waits for the other export
+// to finish, downloads its file from the page's link (NDJSON, one resource a line) and opens
+// its detail page. With --screenshots, saves jobs-list.png (exports running) and
+// job-detail.png there.
 // The browser is $CHROMIUM, or /usr/bin/chromium (Debian's package); nothing is downloaded.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -119,7 +120,12 @@ try {
 
   // Cancel from the page: the row goes, the status URL answers 404.
   const statusUrl = `${base}/_async/${long}`;
-  await page.click(`tr[data-job-id="${long}"] button.cancel`);
+  const cancel = `tr[data-job-id="${long}"] button.cancel`;
+  await page.click(cancel);
+  await page.waitForSelector(`${cancel}[data-armed]`);
+  check((await page.textContent(cancel)) === 'Really cancel?', 'a first click asks for a second one');
+  check((await fetch(statusUrl)).status === 202, 'one click does not cancel');
+  await page.click(cancel);
   await page.waitForSelector(`tr[data-job-id="${long}"]`, { state: 'detached', timeout: 30000 });
   const notice = await page.textContent('#notice');
   check(notice.includes(`Job ${long} cancelled`), 'the page says the job was cancelled: ' + notice);

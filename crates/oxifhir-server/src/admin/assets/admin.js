@@ -173,6 +173,43 @@ function actionName(job) {
   return job.status === 'accepted' ? 'Cancel' : 'Delete';
 }
 
+// The cancel/delete button of `job()`: a first click asks "Really …?" for a few seconds, a
+// second one sends the DELETE (no modal dialog; work is not thrown away by one stray click).
+function bindAction(button, job, after) {
+  let disarm = null;
+  button.addEventListener('click', () => {
+    const current = job();
+    if (!current) {
+      return;
+    }
+    if (!button.dataset.armed) {
+      button.dataset.armed = 'yes';
+      button.textContent = `Really ${actionName(current).toLowerCase()}?`;
+      disarm = setTimeout(() => {
+        delete button.dataset.armed;
+        button.textContent = actionName(job() || current);
+      }, 4000);
+      return;
+    }
+    clearTimeout(disarm);
+    delete button.dataset.armed;
+    button.textContent = actionName(current);
+    release(current, after);
+  });
+}
+
+// Labels the button for `job` unless it is waiting for its confirming click.
+function labelAction(button, job) {
+  if (!button.dataset.armed) {
+    button.textContent = actionName(job);
+  }
+  button.title =
+    job.status === 'accepted'
+      ? 'Stop the job (DELETE on its status URL); click twice'
+      : 'Delete the result and its files (DELETE on its status URL); click twice';
+  button.hidden = job.state === 'cancelled';
+}
+
 // File links: plain links without auth; with a token, fetched with it and saved from a blob.
 function fileLink(file) {
   const name = file.url.split('/').pop();
@@ -239,7 +276,7 @@ function jobsPage() {
     bar.setAttribute('aria-valuemin', '0');
     bar.setAttribute('aria-valuemax', '100');
     const action = el('button', { type: 'button', className: 'cancel' });
-    action.addEventListener('click', () => release(tr.job, refresh));
+    bindAction(action, () => tr.job, () => refresh());
     tr.append(
       el('td', { className: 'request' }, el('a', { className: 'job-link' }), el('span', { className: 'kind' })),
       el('td', {}, el('span', { className: 'state' })),
@@ -277,9 +314,7 @@ function jobsPage() {
       files.dataset.count = String(job.files.length);
     }
     const action = tr.querySelector('.actions button');
-    action.textContent = actionName(job);
-    action.title = job.status === 'accepted' ? 'Stop the job (DELETE on its status URL)' : 'Delete the result and its files';
-    action.hidden = job.state === 'cancelled';
+    labelAction(action, job);
   }
 
   async function load() {
@@ -332,7 +367,7 @@ function jobPage() {
   document.title = `Job ${id} · oxifhir`;
   const cancel = document.getElementById('cancel');
   let current = null;
-  cancel.addEventListener('click', () => current && release(current, refresh));
+  bindAction(cancel, () => current, () => refresh());
 
   function fact(list, name, value) {
     list.append(el('dt', { textContent: name }), el('dd', { textContent: value }));
@@ -346,8 +381,7 @@ function jobPage() {
     const state = document.getElementById('state');
     state.textContent = job.state;
     state.className = 'state ' + job.state;
-    cancel.textContent = actionName(job);
-    cancel.hidden = job.state === 'cancelled';
+    labelAction(cancel, job);
     updateBar(document.getElementById('bar'), job);
     document.getElementById('progress').textContent = job.progress;
     const facts = document.getElementById('facts');
