@@ -15,8 +15,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
-
 /// The browser test's directory (`package.json`, `jobs_page.mjs`, `node_modules`).
 fn script_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -51,35 +49,6 @@ fn missing() -> Option<String> {
     None
 }
 
-/// 300 Patients with an Observation each, in one transaction.
-async fn load(base: &str) {
-    let mut entries = Vec::new();
-    for i in 0..300 {
-        entries.push(json!({
-            "resource": {"resourceType": "Patient", "id": format!("p{i:03}"),
-                "name": [{"family": format!("Family{i}"), "given": ["Alex"]}],
-                "gender": if i % 2 == 0 { "female" } else { "male" }},
-            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}
-        }));
-        entries.push(json!({
-            "resource": {"resourceType": "Observation", "id": format!("o{i:03}"),
-                "status": "final", "code": {"text": "Heart rate"},
-                "valueQuantity": {"value": 60 + i % 40, "unit": "/min"},
-                "subject": {"reference": format!("Patient/p{i:03}")}},
-            "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}
-        }));
-    }
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let r = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_vec(&bundle).expect("json"))
-        .send()
-        .await
-        .expect("transaction");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_page_in_a_headless_browser() {
     let required = std::env::var("OXIFHIR_TEST_BROWSER").as_deref() == Ok("required");
@@ -110,7 +79,7 @@ async fn the_jobs_page_in_a_headless_browser() {
         args.push(arg.into());
     }
     let node = common::serve(&args, &[], &log).await;
-    load(&node.base).await;
+    common::load_patients(&node.base, 300).await;
     let root = node.base.trim_end_matches("/fhir").to_string();
 
     let mut script = tokio::process::Command::new("node");

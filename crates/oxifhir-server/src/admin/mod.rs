@@ -22,18 +22,15 @@ use crate::server::FhirServer;
 /// The page of all jobs.
 pub const JOBS_PAGE: &str = "/_admin/jobs";
 
+/// The HTML of the list and of a job's page (the script shows the one the path asks for).
+const PAGE: &str = include_str!("assets/page.html");
+
 /// The routes of the jobs page, its assets and its data, to merge into the server's router.
 pub fn routes() -> Router<FhirServer> {
     Router::new()
         .route("/_admin", get(|| async { Redirect::to(JOBS_PAGE) }))
-        .route(
-            JOBS_PAGE,
-            get(|| async { html(include_str!("assets/jobs.html")) }),
-        )
-        .route(
-            "/_admin/jobs/{id}",
-            get(|| async { html(include_str!("assets/job.html")) }),
-        )
+        .route(JOBS_PAGE, get(|| async { html(PAGE) }))
+        .route("/_admin/jobs/{id}", get(|| async { html(PAGE) }))
         .route(
             "/_admin/assets/admin.js",
             get(|| async {

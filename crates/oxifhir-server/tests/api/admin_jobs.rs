@@ -19,14 +19,10 @@ fn admin(s: &TestServer, path: &str) -> String {
     format!("{}/_admin/{path}", root(s))
 }
 
-/// Kicks off `path` asynchronously; returns the job id.
-async fn kickoff(s: &TestServer, path: &str) -> String {
-    let r = s
-        .send("GET", path, &[("prefer", "respond-async")], None)
-        .await;
-    assert_eq!(r.status, 202, "{}", r.text());
-    let location = r.header("content-location").expect("status url");
-    location.rsplit('/').next().expect("id").to_string()
+/// Kicks off `GET path` asynchronously with `headers`; returns the job id.
+async fn kickoff(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> String {
+    let status_url = crate::asynchronous::kickoff(s, "GET", path, headers, None).await;
+    status_url.rsplit('/').next().expect("id").to_string()
 }
 
 /// The listing's entry for job `id` (panics when it is not listed).
@@ -68,10 +64,10 @@ fhir_test! {
         assert_eq!(r.header("content-type").as_deref(), Some("text/html; charset=utf-8"));
         let csp = r.header("content-security-policy").expect("csp");
         assert!(csp.contains("script-src 'self'"), "{csp}");
-        assert!(r.text().contains("assets/admin.js"), "{}", r.text());
+        assert!(r.text().contains("/_admin/assets/admin.js"), "{}", r.text());
         let r = s.get(&admin(s, "jobs/some-job")).await;
         assert_eq!(r.status, 200);
-        assert!(r.text().contains("data-page=\"job\""));
+        assert!(r.text().contains("id=\"job\""));
         let r = s.get(&admin(s, "assets/admin.js")).await;
         assert_eq!(r.status, 200);
         assert!(r.header("content-type").unwrap_or_default().starts_with("text/javascript"));
@@ -91,8 +87,8 @@ fhir_test! {
     async fn every_kind_of_job_is_listed_with_status_progress_and_output(s: &TestServer) {
         s.create(&json!({"resourceType": "Patient", "id": "x"})).await;
         s.put("Patient/p1", &json!({"resourceType": "Patient", "id": "p1"})).await;
-        let search = kickoff(s, "Patient?_count=5").await;
-        let export = kickoff(s, "$export?_type=Patient").await;
+        let search = kickoff(s, "Patient?_count=5", &[]).await;
+        let export = kickoff(s, "$export?_type=Patient", &[]).await;
         let listing = listing_until(s, |l| final_state(l, &search) && final_state(l, &export)).await;
         assert_eq!(listing["auth"], "none");
         assert_eq!(listing["fhirBase"], s.base);
@@ -173,7 +169,7 @@ fhir_test! {
         for i in 0..12 {
             s.put(&format!("Patient/p{i}"), &json!({"resourceType": "Patient", "id": format!("p{i}")})).await;
         }
-        let export = kickoff(s, "$export?_type=Patient").await;
+        let export = kickoff(s, "$export?_type=Patient", &[]).await;
         let listing = listing_until(s, |l| {
             let job = entry(l, &export);
             job["state"] == "running" && job["counts"]["done"].as_u64().is_some_and(|d| d > 0)
@@ -206,7 +202,7 @@ fhir_test! {
 fhir_test! {
     options = TestOptions { workers: 0, ..TestOptions::default() };
     async fn a_queued_job_waits_and_unknown_ids_are_not_found(s: &TestServer) {
-        let id = kickoff(s, "Patient").await;
+        let id = kickoff(s, "Patient", &[]).await;
         let r = s.get(&admin(s, "api/jobs")).await;
         let listing = r.json();
         let job = entry(&listing, &id);
@@ -232,11 +228,7 @@ fhir_test! {
         let owner = crate::auth::token(s, "rsa-client", &k.rsa, "system/*.read").await;
         let other = crate::auth::token(s, "ec-client", &k.ec, "system/Patient.read").await;
         let bearer = format!("Bearer {owner}");
-        let r = s
-            .send("GET", "Patient", &[("prefer", "respond-async"), ("authorization", &bearer)], None)
-            .await;
-        assert_eq!(r.status, 202, "{}", r.text());
-        let id = r.header("content-location").expect("status url").rsplit('/').next().unwrap().to_string();
+        let id = kickoff(s, "Patient", &[("authorization", &bearer)]).await;
 
         // The shell is public; the data is not.
         assert_eq!(s.get(&admin(s, "jobs")).await.status, 200);

@@ -11,8 +11,12 @@ const REFRESH_MS = 1000;
 // File links a row of the jobs page shows; the job's page lists them all.
 const FILE_LINKS = 3;
 const TOKEN_KEY = 'oxifhir.accessToken';
-// /_admin/ whatever the page: the jobs page is /_admin/jobs, a job's page /_admin/jobs/{id}.
-const ADMIN = new URL(document.body.dataset.page === 'job' ? '../' : './', location.href);
+const ADMIN = new URL('/_admin/', location.href);
+// The id of /_admin/jobs/{id}; null on the list, /_admin/jobs.
+const JOB_ID = (() => {
+  const match = /\/_admin\/jobs\/([^/]+)$/.exec(location.pathname);
+  return match ? decodeURIComponent(match[1]) : null;
+})();
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY) || '';
@@ -265,6 +269,7 @@ function poll(load) {
 // ---- the jobs page ----
 
 function jobsPage() {
+  document.getElementById('list-page').hidden = false;
   const tbody = document.querySelector('#jobs tbody');
   const rows = new Map();
   const filter = document.getElementById('filter');
@@ -361,8 +366,9 @@ function jobsPage() {
 
 // ---- a job's page ----
 
-function jobPage() {
-  const id = decodeURIComponent(location.pathname.split('/').pop());
+function jobPage(id) {
+  document.getElementById('back').hidden = false;
+  document.getElementById('page-name').textContent = 'job';
   document.getElementById('job-id').textContent = id;
   document.title = `Job ${id} · oxifhir`;
   const cancel = document.getElementById('cancel');
@@ -446,8 +452,8 @@ function jobPage() {
   bindTokenForm(refresh);
 }
 
-if (document.body.dataset.page === 'job') {
-  jobPage();
+if (JOB_ID) {
+  jobPage(JOB_ID);
 } else {
   jobsPage();
 }
