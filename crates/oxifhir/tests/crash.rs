@@ -569,20 +569,12 @@ async fn postgres_reindex_survives_a_killed_node() {
     }
 }
 
-/// Deletes the 250 Observations of [`load`] in one transaction.
+/// Deletes the 250 Observations of [`common::load_patients`] in one transaction.
 async fn delete_observations(base: &str) {
     let entries: Vec<Value> = (0..250)
         .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/o{i:03}")}}))
         .collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let r = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_vec(&bundle).expect("json"))
-        .send()
-        .await
-        .expect("transaction");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    common::transaction(base, entries).await;
 }
 
 async fn expunge_kickoff(base: &str) -> String {

@@ -87,6 +87,11 @@ pub async fn load_patients(base: &str, count: usize) {
             "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}),
         );
     }
+    transaction(base, entries).await;
+}
+
+/// Posts a transaction Bundle of `entries` to `base` (panics unless `200`).
+pub async fn transaction(base: &str, entries: Vec<serde_json::Value>) {
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     let r = reqwest::Client::new()
         .post(base)
