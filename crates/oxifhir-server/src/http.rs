@@ -17,8 +17,9 @@ use crate::request::{FhirRequest, Method, RequestHeaders, parse_query, split_pat
 use crate::response::FhirResponse;
 use crate::server::FhirServer;
 
-/// The router serving the FHIR API under the base path of the server's base URL, and
-/// `GET /metrics`; every request passes [`observability::observe`].
+/// The router serving the FHIR API under the base path of the server's base URL,
+/// `GET /metrics` and the jobs page at `/_admin/jobs` ([`crate::admin`]); every request
+/// passes [`observability::observe`].
 pub fn router(server: FhirServer) -> Router {
     let files = format!(
         "{}/_async/{{id}}/files/{{name}}",
@@ -35,6 +36,7 @@ pub fn router(server: FhirServer) -> Router {
             observability::endpoint::PATH,
             axum::routing::any(observability::endpoint::metrics),
         )
+        .merge(crate::admin::routes())
         .fallback(handle)
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),

@@ -6,6 +6,7 @@
 //! [`FhirResponse`]. Nothing below `dispatch` sees axum types, so a stored request replayed
 //! by an asynchronous job gets exactly the synchronous answer.
 
+pub mod admin;
 pub mod asynchronous;
 pub mod auth;
 mod body_text;

@@ -50,33 +50,6 @@ async fn start_with(
     common::serve(&args, env, log).await
 }
 
-/// 250 Patients with an Observation each, in one transaction.
-async fn load(base: &str) {
-    let mut entries = Vec::new();
-    for i in 0..250 {
-        entries.push(
-            json!({"resource": {"resourceType": "Patient", "id": format!("p{i:03}"),
-            "name": [{"family": format!("F{i}")}]},
-            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}}),
-        );
-        entries.push(
-            json!({"resource": {"resourceType": "Observation", "id": format!("o{i:03}"),
-            "status": "final", "code": {"text": "x"},
-            "subject": {"reference": format!("Patient/p{i:03}")}},
-            "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}),
-        );
-    }
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let r = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_vec(&bundle).expect("json"))
-        .send()
-        .await
-        .expect("transaction");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-}
-
 async fn kickoff(base: &str) -> String {
     let r = reqwest::Client::new()
         .get(format!("{base}/$export?_type=Patient,Observation"))
@@ -221,7 +194,7 @@ async fn postgres_export_survives_a_killed_node() {
     let s = setup(Some((url.clone(), schema.clone())));
     let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
     let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
-    load(&a.base).await;
+    common::load_patients(&a.base, 250).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
     let id = kickoff(&a.base).await;
     let pid = running_worker(store.as_ref(), &id, "Exported ").await;
@@ -258,7 +231,7 @@ async fn postgres_export_survives_a_killed_node() {
 async fn sqlite_export_survives_a_restart() {
     let s = setup(None);
     let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
-    load(&node.base).await;
+    common::load_patients(&node.base, 250).await;
     let id = kickoff(&node.base).await;
     {
         let store = oxifhir_store::open(&s.config).await.expect("store");
@@ -385,7 +358,7 @@ async fn s3_export_survives_a_killed_node_and_every_node_serves_its_files() {
     let env = moto.env();
     let log = |name: &str| s.dir.path().join(name);
     let mut a = start_with(&s.db, &exports, &env, &log("a.log")).await;
-    load(&a.base).await;
+    common::load_patients(&a.base, 250).await;
     let id = kickoff(&a.base).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
     assert_eq!(
@@ -547,7 +520,7 @@ async fn resumed_job(base: &str, store: &dyn Store, id: &str) -> Value {
 async fn sqlite_reindex_survives_a_restart() {
     let s = setup(None);
     let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
-    load(&node.base).await;
+    common::load_patients(&node.base, 250).await;
     define_family(&node.base).await;
     let id = reindex_kickoff(&node.base).await;
     {
@@ -572,7 +545,7 @@ async fn postgres_reindex_survives_a_killed_node() {
     let s = setup(Some((url.clone(), schema.clone())));
     let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
     let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
-    load(&a.base).await;
+    common::load_patients(&a.base, 250).await;
     define_family(&a.base).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
     let id = reindex_kickoff(&a.base).await;
@@ -596,20 +569,12 @@ async fn postgres_reindex_survives_a_killed_node() {
     }
 }
 
-/// Deletes the 250 Observations of [`load`] in one transaction.
+/// Deletes the 250 Observations of [`common::load_patients`] in one transaction.
 async fn delete_observations(base: &str) {
     let entries: Vec<Value> = (0..250)
         .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/o{i:03}")}}))
         .collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let r = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_vec(&bundle).expect("json"))
-        .send()
-        .await
-        .expect("transaction");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    common::transaction(base, entries).await;
 }
 
 async fn expunge_kickoff(base: &str) -> String {
@@ -662,7 +627,7 @@ async fn check_expunge(base: &str, result: &Value) {
 async fn sqlite_expunge_survives_a_restart() {
     let s = setup(None);
     let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
-    load(&node.base).await;
+    common::load_patients(&node.base, 250).await;
     delete_observations(&node.base).await;
     let id = expunge_kickoff(&node.base).await;
     {
@@ -687,7 +652,7 @@ async fn postgres_expunge_survives_a_killed_node() {
     let s = setup(Some((url.clone(), schema.clone())));
     let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
     let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
-    load(&a.base).await;
+    common::load_patients(&a.base, 250).await;
     delete_observations(&a.base).await;
     let store = oxifhir_store::open(&s.config).await.expect("store");
     let id = expunge_kickoff(&a.base).await;

@@ -151,7 +151,8 @@ pub async fn search(ctx: &Context<'_>) -> ApiResult<FhirResponse> {
     Ok(FhirResponse::json(200, bundle.finish()))
 }
 
-fn states_of(code: &str) -> ApiResult<Vec<JobState>> {
+/// The job states of an `AsyncJob.status` code (`accepted` is queued or running).
+pub(crate) fn states_of(code: &str) -> ApiResult<Vec<JobState>> {
     Ok(match code.trim() {
         "accepted" => vec![JobState::Queued, JobState::Running],
         "completed" => vec![JobState::Completed],

@@ -8,11 +8,13 @@
 //!   `$export-poll-status` alias.
 //! - [`async_job`]: the `AsyncJob` resource view of a job (read, search by status).
 //! - [`interaction_job`]: the job kind that replays a stored request through `dispatch`.
+//! - [`progress`]: a job's progress text (`X-Progress`) and the counts read from it.
 //! - [`rate`]: per-client rate limits of kick-offs and polls (token buckets, `429`).
 
 pub mod async_job;
 pub mod interaction_job;
 pub mod kickoff;
+pub mod progress;
 pub mod rate;
 pub mod status;
 

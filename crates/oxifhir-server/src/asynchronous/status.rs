@@ -14,6 +14,7 @@ use crate::interactions::Context;
 use crate::operations::export;
 use crate::request::Method;
 use crate::response::FhirResponse;
+use crate::server::FhirServer;
 
 /// The diagnostics of a `DELETE` on a job that does not exist (seed 001).
 pub const UNKNOWN_JOB: &str = "Endpoint artefact not found for the provided job ID.";
@@ -91,7 +92,7 @@ async fn poll(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
         return Ok(FhirResponse::json(202, body)
             .with_header("content-type", "application/fhir+json")
             .with_header("retry-after", advised.as_secs().to_string())
-            .with_header("x-progress", progress_text(&job)));
+            .with_header("x-progress", super::progress::text(&job)));
     }
     server.polls().forget(&job.id);
     if job.kind == export::KIND {
@@ -103,16 +104,6 @@ async fn poll(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
         response = response.with_header("expires", expires.to_http_date());
     }
     Ok(response)
-}
-
-/// `X-Progress` of an unfinished job.
-fn progress_text(job: &JobRecord) -> String {
-    match (&job.progress, job.state) {
-        (Some(text), _) => text.clone(),
-        (None, JobState::Queued) if job.attempt == 0 => "Waiting for a worker".into(),
-        (None, JobState::Queued) => "Waiting to be resumed".into(),
-        (None, _) => "In progress".into(),
-    }
 }
 
 /// `429` telling a client that polls too fast how long to wait.
@@ -169,8 +160,14 @@ pub async fn result(ctx: &Context<'_>, id: &str) -> ApiResult<FhirResponse> {
             ctx.server.url(&format!("_async/{}", job.id))
         )));
     }
+    stored_response(ctx.server, &job)
+}
+
+/// What the result of a finished job answers: an export's manifest (or its failure), or the
+/// stored response of any other kind, with `Expires`.
+pub fn stored_response(server: &FhirServer, job: &JobRecord) -> ApiResult<FhirResponse> {
     if job.kind == export::KIND {
-        return export::manifest::final_response(ctx.server, &job);
+        return export::manifest::final_response(server, job);
     }
     let mut response = match &job.result {
         Some(bytes) => serde_json::from_slice::<FhirResponse>(bytes).map_err(|e| {

@@ -239,16 +239,29 @@ pub fn admit(
     if segments == split_refs(TOKEN_PATH) {
         return Admission::Endpoint(Endpoint::Token);
     }
-    let AuthMode::Smart(auth) = mode else {
-        return Admission::Open;
-    };
     if segments == ["metadata"] && matches!(method, "GET" | "HEAD") {
         return Admission::Open;
     }
-    match auth.authenticate(authorization) {
-        Ok(principal) => Admission::Authenticated(principal),
-        Err(rejection) => Admission::Rejected(auth.challenge(&rejection)),
+    match authenticate(mode, authorization) {
+        Ok(Some(principal)) => Admission::Authenticated(principal),
+        Ok(None) => Admission::Open,
+        Err(response) => Admission::Rejected(response),
     }
+}
+
+/// The principal of an `Authorization` header value: `Ok(None)` while authentication is
+/// off, `Err` with the `401` to answer when the bearer token is missing or not valid. Pages
+/// outside the FHIR base that show API data (the jobs page's JSON) use it directly.
+pub fn authenticate(
+    mode: &AuthMode,
+    authorization: Option<&str>,
+) -> Result<Option<Principal>, FhirResponse> {
+    let AuthMode::Smart(auth) = mode else {
+        return Ok(None);
+    };
+    auth.authenticate(authorization)
+        .map(Some)
+        .map_err(|rejection| auth.challenge(&rejection))
 }
 
 fn split_refs(path: &str) -> Vec<&str> {

@@ -10,7 +10,7 @@ use crate::support::{Reply, TestServer};
 
 /// Sends a request with `Prefer: respond-async` and returns the status URL (asserting the
 /// `202` kick-off response).
-async fn kickoff(
+pub async fn kickoff(
     s: &TestServer,
     method: &str,
     path: &str,

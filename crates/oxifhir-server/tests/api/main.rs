@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod admin_jobs;
 mod asynchronous;
 mod auth;
 mod bundle;

@@ -159,15 +159,18 @@ pub enum CancelResult {
     NotFound,
 }
 
-/// Which jobs a listing returns, oldest request first.
+/// Which jobs a listing returns, oldest request first (newest first with `newest_first`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobFilter {
     /// Any of these states; empty for all.
     pub states: Vec<JobState>,
     /// Only jobs of this owner.
     pub owner: Option<String>,
-    /// Only jobs listed after this one (keyset paging by `(request_time, id)`).
+    /// Only jobs listed after this one in the listing's order (keyset paging by
+    /// `(request_time, id)`).
     pub after: Option<(Instant, String)>,
+    /// Newest request first (the jobs page) instead of oldest first.
+    pub newest_first: bool,
     /// Include jobs released by their client.
     pub include_released: bool,
     pub limit: usize,

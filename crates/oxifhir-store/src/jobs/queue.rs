@@ -102,14 +102,17 @@ impl<B: JobSql> JobQueue for SqlJobQueue<B> {
             params.push(ms(*time));
             params.push(Param::Text(id.clone()));
             let (t, i) = (params.len() - 1, params.len());
+            let beyond = if filter.newest_first { '<' } else { '>' };
             conditions.push_str(&format!(
-                " AND (request_time > ${t} OR (request_time = ${t} AND id > ${i}))"
+                " AND (request_time {beyond} ${t} OR (request_time = ${t} AND id {beyond} ${i}))"
             ));
         }
         if !filter.include_released {
             conditions.push_str(" AND released_at IS NULL");
         }
-        self.0.query_jobs(sql::list(&conditions), params).await
+        self.0
+            .query_jobs(sql::list(&conditions, filter.newest_first), params)
+            .await
     }
 
     async fn active_count(&self, owner: Option<&str>) -> StoreResult<i64> {

@@ -103,10 +103,13 @@ pub(crate) fn active_count(owner_condition: &str) -> String {
 pub(crate) const COUNTS: &str = "SELECT kind, state, COUNT(*) FROM jobs \
     WHERE released_at IS NULL GROUP BY kind, state ORDER BY kind, state";
 
-/// A listing; the caller appends its conditions (`AND …`) in `conditions`.
-pub(crate) fn list(conditions: &str) -> String {
-    format!(
-        "SELECT {COLUMNS} FROM jobs WHERE 1 = 1 {conditions} \
-         ORDER BY request_time, id LIMIT $1"
-    )
+/// A listing, oldest request first unless `newest_first`; the caller appends its conditions
+/// (`AND …`) in `conditions`.
+pub(crate) fn list(conditions: &str, newest_first: bool) -> String {
+    let order = if newest_first {
+        "request_time DESC, id DESC"
+    } else {
+        "request_time, id"
+    };
+    format!("SELECT {COLUMNS} FROM jobs WHERE 1 = 1 {conditions} ORDER BY {order} LIMIT $1")
 }

@@ -245,6 +245,32 @@ async fn expiry_listing_and_counts(h: Harness) {
         page.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         ["l2", "l3"]
     );
+    // Newest first (the jobs page), paged in that order.
+    let newest = jobs
+        .list(&JobFilter {
+            limit: 3,
+            newest_first: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["l3", "l2", "l1"]
+    );
+    let older = jobs
+        .list(&JobFilter {
+            limit: 3,
+            newest_first: true,
+            after: Some((newest[2].request_time, newest[2].id.clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["l0"]
+    );
     let of_a = jobs
         .list(&JobFilter {
             limit: 10,

@@ -1,5 +1,5 @@
 //! What the process tests share: an `oxifhir serve` child process on a free loopback port,
-//! killed with SIGKILL on drop.
+//! killed with SIGKILL on drop, and test data loaded through its API.
 
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
@@ -8,6 +8,8 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use serde_json::json;
 
 /// A running `oxifhir serve` process.
 pub struct Node {
@@ -66,4 +68,37 @@ pub async fn serve(args: &[OsString], env: &[(&str, String)], log: &Path) -> Nod
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("oxifhir serve did not come up");
+}
+
+/// `count` Patients (`p000`, `p001`, …) with an Observation each (`o000`, …), in one
+/// transaction.
+pub async fn load_patients(base: &str, count: usize) {
+    let mut entries = Vec::new();
+    for i in 0..count {
+        entries.push(
+            json!({"resource": {"resourceType": "Patient", "id": format!("p{i:03}"),
+            "name": [{"family": format!("F{i}")}]},
+            "request": {"method": "PUT", "url": format!("Patient/p{i:03}")}}),
+        );
+        entries.push(
+            json!({"resource": {"resourceType": "Observation", "id": format!("o{i:03}"),
+            "status": "final", "code": {"text": "x"},
+            "subject": {"reference": format!("Patient/p{i:03}")}},
+            "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}),
+        );
+    }
+    transaction(base, entries).await;
+}
+
+/// Posts a transaction Bundle of `entries` to `base` (panics unless `200`).
+pub async fn transaction(base: &str, entries: Vec<serde_json::Value>) {
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    let r = reqwest::Client::new()
+        .post(base)
+        .header("content-type", "application/fhir+json")
+        .body(serde_json::to_vec(&bundle).expect("json"))
+        .send()
+        .await
+        .expect("transaction");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
