@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use oxifhir_jobs::JobError;
-use oxifhir_model::resource_type;
+use oxifhir_model::{compartment, resource_type};
 use oxifhir_store::{
     Condition, EntryTest, ExportFilter, ExportRow, ExportScan, ReferenceTest, ResourceVersion,
     SearchQuery,
@@ -180,8 +180,7 @@ fn counts(export: &ExportRequest, rule: ProvenanceRule, t: &str) -> bool {
         return false;
     }
     match rule {
-        // The compartment filter of the type decides (none for a type outside it).
-        ProvenanceRule::InCompartment => true,
+        ProvenanceRule::InCompartment => compartment::in_patient_compartment(t),
         ProvenanceRule::Latest | ProvenanceRule::Relevant => {
             t != PROVENANCE && export.types.binary_search_by(|x| x.as_str().cmp(t)).is_ok()
         }
