@@ -66,6 +66,11 @@ async fn load(base: &str) {
             "request": {"method": "PUT", "url": format!("Observation/o{i:03}")}}),
         );
     }
+    transaction(base, entries).await;
+}
+
+/// Posts a transaction Bundle of `entries`; it must succeed.
+async fn transaction(base: &str, entries: Vec<Value>) {
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
     let r = reqwest::Client::new()
         .post(base)
@@ -90,15 +95,7 @@ async fn load_provenance(base: &str) {
                 "request": {"method": "PUT", "url": format!("Provenance/{id}")}}));
         }
     }
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let r = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_vec(&bundle).expect("json"))
-        .send()
-        .await
-        .expect("transaction");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    transaction(base, entries).await;
 }
 
 async fn kickoff(base: &str) -> String {
@@ -669,15 +666,7 @@ async fn delete_observations(base: &str) {
     let entries: Vec<Value> = (0..250)
         .map(|i| json!({"request": {"method": "DELETE", "url": format!("Observation/o{i:03}")}}))
         .collect();
-    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
-    let r = reqwest::Client::new()
-        .post(base)
-        .header("content-type", "application/fhir+json")
-        .body(serde_json::to_vec(&bundle).expect("json"))
-        .send()
-        .await
-        .expect("transaction");
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    transaction(base, entries).await;
 }
 
 async fn expunge_kickoff(base: &str) -> String {
