@@ -49,6 +49,9 @@ pub struct ExportScan {
     /// Also return resources whose version at the cut is a deletion (after `since`).
     pub include_deleted: bool,
     pub filter: ExportFilter,
+    /// Only resources with one of these ids, whatever the filter (rows changed after the cut
+    /// included): a lookup of known resources at the cut. `None` reads every id.
+    pub ids: Option<Vec<String>>,
     /// Most rows read by the batch (rows of [`ExportBatch::rows`] and rows skipped after
     /// their history lookup together).
     pub limit: usize,
@@ -91,14 +94,19 @@ fn placeholder(dialect: Dialect, params: &mut Vec<Param>, param: Param) -> Strin
     }
 }
 
+/// `resources.id` is one of `ids`.
+fn ids_sql(dialect: Dialect, params: &mut Vec<Param>, ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "1=0".to_owned();
+    }
+    let p = placeholder(dialect, params, Param::TextList(ids.to_vec()));
+    dialect.in_text_list("resources.id", &p)
+}
+
 fn filter_sql(dialect: Dialect, params: &mut Vec<Param>, filter: &ExportFilter) -> String {
     match filter {
         ExportFilter::All => "1=1".to_owned(),
-        ExportFilter::Ids(ids) if ids.is_empty() => "1=0".to_owned(),
-        ExportFilter::Ids(ids) => {
-            let p = placeholder(dialect, params, Param::TextList(ids.clone()));
-            dialect.in_text_list("resources.id", &p)
-        }
+        ExportFilter::Ids(ids) => ids_sql(dialect, params, ids),
         ExportFilter::References {
             params: codes,
             target_type,
@@ -137,6 +145,9 @@ pub(crate) fn plan_scan(dialect: Dialect, scan: &ExportScan) -> Sql {
     if let Some(after) = &scan.after_id {
         let a = placeholder(dialect, &mut params, Param::Text(after.clone()));
         clauses.push(format!("id > {a}"));
+    }
+    if let Some(ids) = &scan.ids {
+        clauses.push(ids_sql(dialect, &mut params, ids));
     }
     let cut = placeholder(dialect, &mut params, Param::Int(scan.cut));
     let since = match scan.since {
@@ -183,6 +194,9 @@ pub(crate) fn plan_count(dialect: Dialect, scan: &ExportScan) -> Sql {
     if let Some(since) = scan.since {
         let s = placeholder(dialect, &mut params, Param::Int(since));
         text.push_str(&format!(" AND last_updated > {s}"));
+    }
+    if let Some(ids) = &scan.ids {
+        text.push_str(&format!(" AND {}", ids_sql(dialect, &mut params, ids)));
     }
     let filter = filter_sql(dialect, &mut params, &scan.filter);
     text.push_str(&format!(" AND {filter}"));
@@ -314,6 +328,7 @@ mod tests {
                 target_type: "Patient".into(),
                 target_ids: Some(vec!["p1".into()]),
             },
+            ids: None,
             limit: 100,
             as_ndjson: false,
         };

@@ -50,9 +50,29 @@ async fn start_with(
     common::serve(&args, env, log).await
 }
 
+/// Two Provenance for each Observation of [`common::load_patients`]: `v{i}a` recorded in January, `v{i}b`
+/// (the latest) in February.
+async fn load_provenance(base: &str) {
+    let mut entries = Vec::new();
+    for i in 0..250 {
+        for (suffix, recorded) in [("a", "2024-01-01T00:00:00Z"), ("b", "2024-02-01T00:00:00Z")] {
+            let id = format!("v{i:03}{suffix}");
+            entries.push(json!({"resource": {"resourceType": "Provenance", "id": id,
+                "target": [{"reference": format!("Observation/o{i:03}")}], "recorded": recorded,
+                "agent": [{"who": {"display": "loader"}}]},
+                "request": {"method": "PUT", "url": format!("Provenance/{id}")}}));
+        }
+    }
+    common::transaction(base, entries).await;
+}
+
 async fn kickoff(base: &str) -> String {
+    kickoff_query(base, "_type=Patient,Observation").await
+}
+
+async fn kickoff_query(base: &str, query: &str) -> String {
     let r = reqwest::Client::new()
-        .get(format!("{base}/$export?_type=Patient,Observation"))
+        .get(format!("{base}/$export?{query}"))
         .header("prefer", "respond-async")
         .send()
         .await
@@ -130,6 +150,11 @@ async fn files(manifest: &Value) -> Vec<(String, String, u64, String)> {
 
 /// Checks the files: 500 distinct resources, each once, counts equal to lines.
 fn check(files: &[(String, String, u64, String)]) {
+    check_count(files, 500);
+}
+
+/// Checks the files: `expected` distinct resources, each once, counts equal to lines.
+fn check_count(files: &[(String, String, u64, String)], expected: usize) {
     let mut ids = std::collections::BTreeSet::new();
     for (t, _, count, text) in files {
         assert_eq!(text.lines().count() as u64, *count);
@@ -142,7 +167,7 @@ fn check(files: &[(String, String, u64, String)]) {
             );
         }
     }
-    assert_eq!(ids.len(), 500);
+    assert_eq!(ids.len(), expected);
 }
 
 struct Setup {
@@ -247,6 +272,41 @@ async fn sqlite_export_survives_a_restart() {
     let resumed = files(&resumed).await;
     check(&resumed);
     let again = kickoff(&node.base).await;
+    let uninterrupted = files(&manifest(&node.base, &again).await).await;
+    assert_eq!(resumed, uninterrupted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_export_of_latest_provenance_survives_a_restart() {
+    let s = setup(None);
+    let mut node = start(&s.db, &s.exports, &s.dir.path().join("1.log")).await;
+    common::load_patients(&node.base, 250).await;
+    load_provenance(&node.base).await;
+    let query = "_type=Observation&includeAssociatedData=LatestProvenanceResources";
+    let id = kickoff_query(&node.base, query).await;
+    {
+        // 250 Observations are written first: "Exported 3…" is inside the Provenance.
+        let store = oxifhir_store::open(&s.config).await.expect("store");
+        let pid = running_worker(store.as_ref(), &id, "Exported 3").await;
+        assert_eq!(pid, node.pid());
+    }
+    node.kill();
+    let node = start(&s.db, &s.exports, &s.dir.path().join("2.log")).await;
+    let resumed = files(&manifest(&node.base, &id).await).await;
+    let store = oxifhir_store::open(&s.config).await.expect("store");
+    let job = store.jobs().job(&id).await.expect("job").expect("exists");
+    assert!(job.attempt >= 2, "resumed by another attempt");
+    check_count(&resumed, 500);
+    for (t, _, _, text) in &resumed {
+        if t == "Provenance" {
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).expect("line");
+                let id = v["id"].as_str().expect("id");
+                assert!(id.ends_with('b'), "only the latest Provenance: {id}");
+            }
+        }
+    }
+    let again = kickoff_query(&node.base, query).await;
     let uninterrupted = files(&manifest(&node.base, &again).await).await;
     assert_eq!(resumed, uninterrupted);
 }

@@ -242,7 +242,7 @@ fhir_test! {
                 assert_eq!(s.delete(&r.header("content-location").unwrap()).await.status, 202);
             }
             for bad in ["_outputFormat=text/csv", "_type=Nope", "_since=yesterday", "foo=bar",
-                        "includeAssociatedData=LatestProvenanceResources", "_elements=a.b.c",
+                        "includeAssociatedData=_custom", "_elements=a.b.c",
                         "_typeFilter=Patient%3F_sort%3D_id", "patient=Patient/p1"] {
                 let r = s.send("GET", &format!("{path}?{bad}"), &[ASYNC], None).await;
                 assert_eq!(r.status, 400, "{path}?{bad}: {}", r.text());
@@ -570,5 +570,215 @@ fhir_test! {
         for r in types {
             assert!(r["searchParam"].as_array().unwrap().iter().any(|p| p["name"] == "_lastUpdated"), "{}", r["type"]);
         }
+        // The supported includeAssociatedData values are documented.
+        let docs = rest["operation"].as_array().unwrap().iter()
+            .find(|o| o["name"] == "export").unwrap()["documentation"].as_str().unwrap().to_owned();
+        for value in ["LatestProvenanceResources", "RelevantProvenanceResources", "_typeFilter"] {
+            assert!(docs.contains(value), "{docs}");
+        }
+        let definition = s.get("OperationDefinition/group-export").await.json();
+        assert!(definition["description"].as_str().unwrap().contains("LatestProvenanceResources"));
+    }
+}
+
+fn provenance(id: &str, targets: &[&str], recorded: &str) -> Value {
+    let target: Vec<Value> = targets.iter().map(|t| json!({"reference": t})).collect();
+    json!({"resourceType": "Provenance", "id": id, "target": target, "recorded": recorded,
+           "agent": [{"who": {"display": "a clerk"}}]})
+}
+
+/// [`seed`] plus Provenance: two of o1 (recorded at different times), one of o2 (a versioned
+/// reference), one of Patient p3, one of Organization org1 (outside every compartment), one of
+/// both o3 and e1, and an older one of e1.
+async fn seed_provenance(s: &TestServer) {
+    seed(s).await;
+    for body in [
+        provenance("pv-o1-old", &["Observation/o1"], "2024-01-01T00:00:00Z"),
+        provenance("pv-o1-new", &["Observation/o1"], "2024-06-01T00:00:00Z"),
+        provenance(
+            "pv-o2",
+            &["Observation/o2/_history/1"],
+            "2024-02-01T00:00:00Z",
+        ),
+        provenance("pv-p3", &["Patient/p3"], "2024-03-01T00:00:00Z"),
+        provenance("pv-org", &["Organization/org1"], "2024-01-01T00:00:00Z"),
+        provenance(
+            "pv-multi",
+            &["Observation/o3", "Encounter/e1"],
+            "2024-04-01T00:00:00Z",
+        ),
+        provenance("pv-e1-old", &["Encounter/e1"], "2023-01-01T00:00:00Z"),
+    ] {
+        put(s, body).await;
+    }
+}
+
+/// The Provenance ids an export returned.
+async fn provenance_ids(s: &TestServer, path: &str) -> BTreeSet<String> {
+    let manifest = export(s, path).await;
+    assert_eq!(manifest["error"], json!([]), "{path}");
+    output(s, &manifest)
+        .await
+        .remove("Provenance")
+        .unwrap_or_default()
+}
+
+fn ids(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|i| (*i).to_owned()).collect()
+}
+
+fhir_test! {
+    async fn provenance_by_default_follows_the_compartments(s: &TestServer) {
+        seed_provenance(s).await;
+        let all = ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-p3", "pv-org", "pv-multi", "pv-e1-old"]);
+        // System level: every Provenance, as any other type.
+        assert_eq!(provenance_ids(s, "$export").await, all);
+        assert_eq!(provenance_ids(s, "$export?_type=Observation").await, ids(&[]));
+        // Patient level: every Provenance with a target in a compartment, whatever the
+        // target's type or the other types asked for; not pv-org.
+        let compartments = ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-p3", "pv-multi", "pv-e1-old"]);
+        assert_eq!(provenance_ids(s, "Patient/$export").await, compartments);
+        assert_eq!(provenance_ids(s, "Patient/$export?_type=Patient,Provenance").await, compartments);
+        assert_eq!(provenance_ids(s, "Patient/$export?_type=Patient,Observation").await, ids(&[]));
+        // Group level (p1 and p2): pv-multi counts through e1, p3's own Provenance does not.
+        let members = ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-multi", "pv-e1-old"]);
+        assert_eq!(provenance_ids(s, "Group/g1/$export").await, members);
+        assert_eq!(provenance_ids(s, "Group/g1/$export?_type=Provenance").await, members);
+        // The Provenance's own _typeFilter applies.
+        assert_eq!(
+            provenance_ids(s, "Group/g1/$export?_type=Provenance&_typeFilter=Provenance%3Frecorded%3Dlt2024-03-01").await,
+            ids(&["pv-o1-old", "pv-o2", "pv-e1-old"])
+        );
+    }
+}
+
+fhir_test! {
+    async fn latest_and_relevant_provenance(s: &TestServer) {
+        seed_provenance(s).await;
+        let latest = "includeAssociatedData=LatestProvenanceResources";
+        let relevant = "includeAssociatedData=RelevantProvenanceResources";
+        // System level, Observations only: the newest of o1's two; pv-multi once although it
+        // also targets e1 (not exported here).
+        assert_eq!(provenance_ids(s, &format!("$export?_type=Observation&{latest}")).await,
+                   ids(&["pv-o1-new", "pv-o2", "pv-multi"]));
+        assert_eq!(provenance_ids(s, &format!("$export?_type=Observation&{relevant}")).await,
+                   ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-multi"]));
+        // Both values: the least restrictive, in one parameter or repeated.
+        assert_eq!(provenance_ids(s, &format!("$export?_type=Observation&{latest}&{relevant}")).await,
+                   ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-multi"]));
+        assert_eq!(provenance_ids(s, "$export?_type=Observation&includeAssociatedData=LatestProvenanceResources,RelevantProvenanceResources").await,
+                   ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-multi"]));
+        // Every type: the latest of each resource (e1's is pv-multi); no other Provenance,
+        // also when Provenance is named in _type.
+        let every = ids(&["pv-o1-new", "pv-o2", "pv-p3", "pv-org", "pv-multi"]);
+        assert_eq!(provenance_ids(s, &format!("$export?{latest}")).await, every);
+        assert_eq!(provenance_ids(s, &format!("$export?_type=Provenance,Observation&{latest}")).await,
+                   ids(&["pv-o1-new", "pv-o2", "pv-multi"]));
+        assert_eq!(provenance_ids(s, &format!("$export?_type=Provenance&{relevant}")).await, ids(&[]));
+        // Patient and Group level: only resources the export returns count.
+        assert_eq!(provenance_ids(s, &format!("Patient/$export?{latest}")).await,
+                   ids(&["pv-o1-new", "pv-o2", "pv-p3", "pv-multi"]));
+        assert_eq!(provenance_ids(s, &format!("Group/g1/$export?_type=Observation&{latest}")).await,
+                   ids(&["pv-o1-new", "pv-o2"]));
+        assert_eq!(provenance_ids(s, &format!("Group/g1/$export?_type=Observation,Encounter&{relevant}")).await,
+                   ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-multi", "pv-e1-old"]));
+        assert_eq!(provenance_ids(s, &format!("Group/g1/$export?_type=Encounter&{latest}")).await,
+                   ids(&["pv-multi"]));
+        // _typeFilter of the targets, and of the Provenance (the latest among those it
+        // matches).
+        let o1_only = "_type=Observation&_typeFilter=Observation%3F_id%3Do1";
+        assert_eq!(provenance_ids(s, &format!("$export?{o1_only}&{relevant}")).await,
+                   ids(&["pv-o1-old", "pv-o1-new"]));
+        assert_eq!(provenance_ids(s, &format!("$export?{o1_only}&{latest}")).await, ids(&["pv-o1-new"]));
+        assert_eq!(
+            provenance_ids(s, &format!("$export?_type=Observation&{latest}&_typeFilter=Provenance%3Frecorded%3Dlt2024-05-01")).await,
+            ids(&["pv-o1-old", "pv-o2", "pv-multi"])
+        );
+        // The resources themselves are exported as without the parameter.
+        let manifest = export(s, &format!("Group/g1/$export?_type=Patient,Observation&{latest}")).await;
+        let mut found = output(s, &manifest).await;
+        found.remove("Provenance");
+        assert_eq!(found, expected(&[("Patient", "p1"), ("Patient", "p2"),
+                                     ("Observation", "o1"), ("Observation", "o2")]));
+    }
+}
+
+fhir_test! {
+    async fn associated_provenance_respects_since(s: &TestServer) {
+        seed_provenance(s).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let since = oxifhir_model::Instant::now().to_string();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut o2 = observation("o2", "p2");
+        o2["status"] = json!("amended");
+        put(s, o2).await;
+        put(s, observation("o4", "p1")).await;
+        put(s, provenance("pv-o4", &["Observation/o4"], "2020-01-01T00:00:00Z")).await;
+        assert!(s.delete("Provenance/pv-e1-old").await.status < 300);
+        // Returned resources changed after _since bring their Provenance, however old.
+        for value in ["LatestProvenanceResources", "RelevantProvenanceResources"] {
+            assert_eq!(
+                provenance_ids(s, &format!("$export?_since={since}&_type=Observation&includeAssociatedData={value}")).await,
+                ids(&["pv-o2", "pv-o4"]),
+                "{value}"
+            );
+        }
+        // By default _since applies to the Provenance themselves; a deleted one of the
+        // compartments is listed as deleted.
+        assert_eq!(provenance_ids(s, &format!("$export?_since={since}")).await, ids(&["pv-o4"]));
+        let manifest = export(s, &format!("Group/g1/$export?_since={since}")).await;
+        assert_eq!(output(s, &manifest).await["Provenance"], ids(&["pv-o4"]));
+        assert_eq!(deleted(s, &manifest).await, BTreeSet::from(["Provenance/pv-e1-old".to_owned()]));
+    }
+}
+
+fhir_test! {
+    async fn unknown_associated_data_values(s: &TestServer) {
+        seed_provenance(s).await;
+        for bad in ["_custom", "Nope", "LatestProvenanceResources,Other"] {
+            let path = format!("Patient/$export?includeAssociatedData={bad}");
+            let r = s.send("GET", &path, &[ASYNC], None).await;
+            assert_eq!(r.status, 400, "{path}: {}", r.text());
+            assert_eq!(r.json()["resourceType"], "OperationOutcome");
+            assert!(outcome_text(&r).contains("includeAssociatedData"), "{}", r.text());
+        }
+        // Lenient: the unknown value is reported, the known one applies.
+        let r = s.send("GET", "$export?_type=Observation&includeAssociatedData=Nope,LatestProvenanceResources",
+                       &[("prefer", "respond-async, handling=lenient")], None).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let manifest = manifest_of(s, &r.header("content-location").unwrap()).await;
+        assert_eq!(output(s, &manifest).await["Provenance"], ids(&["pv-o1-new", "pv-o2", "pv-multi"]));
+        let (_, outcomes) = contents(s, &manifest["error"]).await;
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert!(serde_json::to_string(&outcomes).unwrap().contains("Nope"));
+        // Lenient with only an unknown value: the default rule.
+        let r = s.send("GET", "Group/g1/$export?_type=Provenance&includeAssociatedData=_custom",
+                       &[("prefer", "respond-async, handling=lenient")], None).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let manifest = manifest_of(s, &r.header("content-location").unwrap()).await;
+        assert_eq!(output(s, &manifest).await["Provenance"],
+                   ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-multi", "pv-e1-old"]));
+    }
+}
+
+fhir_test! {
+    options = TestOptions {
+        export: ExportConfig { file_resources: 2, batch: 1, ..TestOptions::default().export },
+        ..TestOptions::default()
+    };
+    async fn associated_provenance_in_small_batches(s: &TestServer) {
+        // Batches of one: the competitors of each Provenance are in other batches, and
+        // pv-multi's two targets are exported in different files.
+        seed_provenance(s).await;
+        let manifest = export(s, "$export?includeAssociatedData=LatestProvenanceResources").await;
+        let found = output(s, &manifest).await;
+        assert_eq!(found["Provenance"], ids(&["pv-o1-new", "pv-o2", "pv-p3", "pv-org", "pv-multi"]));
+        let files: Vec<&Value> = manifest["output"].as_array().unwrap().iter()
+            .filter(|i| i["type"] == "Provenance").collect();
+        assert_eq!(files.iter().map(|f| f["count"].as_u64().unwrap()).sum::<u64>(), 5);
+        assert!(files.iter().all(|f| f["url"].as_str().unwrap().contains("/Provenance-")));
+        let found = output(s, &export(s, "Patient/$export?_type=Provenance").await).await;
+        assert_eq!(found["Provenance"],
+                   ids(&["pv-o1-old", "pv-o1-new", "pv-o2", "pv-p3", "pv-multi", "pv-e1-old"]));
     }
 }

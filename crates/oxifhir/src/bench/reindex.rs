@@ -149,6 +149,7 @@ async fn raw_scan(store: &dyn Store) -> anyhow::Result<f64> {
                     cut: i64::MAX,
                     include_deleted: false,
                     filter: ExportFilter::All,
+                    ids: None,
                     limit: 2000,
                     as_ndjson: false,
                 })

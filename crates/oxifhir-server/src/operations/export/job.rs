@@ -264,7 +264,7 @@ impl ExportJob {
 }
 
 /// The compartment filter of `resource_type` for a level.
-fn filter_of(
+pub(super) fn filter_of(
     export: &ExportRequest,
     resource_type: &str,
     patients: &Option<Vec<String>>,
@@ -293,23 +293,26 @@ fn scan_of(
     after_id: Option<String>,
     limit: usize,
 ) -> ExportScan {
-    ExportScan {
+    let mut scan = ExportScan {
         resource_type: resource_type.to_owned(),
         after_id,
         since: export.since.map(Instant::millis),
         cut,
         include_deleted: export.since.is_some(),
         filter: filter_of(export, resource_type, patients),
+        ids: None,
         limit,
         as_ndjson: false,
-    }
+    };
+    super::provenance::adjust(export, &mut scan);
+    scan
 }
 
 /// What every part of one attempt shares.
-struct Run<'a> {
-    server: &'a FhirServer,
-    ctx: &'a JobContext,
-    export: &'a ExportRequest,
+pub(super) struct Run<'a> {
+    pub(super) server: &'a FhirServer,
+    pub(super) ctx: &'a JobContext,
+    pub(super) export: &'a ExportRequest,
     files: &'a ExportFiles,
 }
 
@@ -341,8 +344,11 @@ impl Run<'_> {
             settings.batch.max(1).min(room.max(1))
         };
         let store = self.ctx.store();
-        // Without `_typeFilter` or `_elements`, current versions come as stored NDJSON.
-        let as_ndjson = filters.is_empty() && elements.is_empty();
+        // Without `_typeFilter`, `_elements` or a Provenance rule, current versions come as
+        // stored NDJSON.
+        let as_ndjson = filters.is_empty()
+            && elements.is_empty()
+            && !super::provenance::selects(self.export, &resource_type);
         let fetch = |after_id: Option<String>, limit: usize| {
             let mut scan = scan_of(
                 self.export,
@@ -368,6 +374,7 @@ impl Run<'_> {
                 tokio::time::sleep(settings.throttle).await;
             }
             let rows = self.keep(&scan, &filters, batch.rows).await?;
+            let rows = super::provenance::select(self, &scan, &progress.patients, rows).await?;
             let mut lines = Lines::from_ndjson(batch.ndjson, batch.ndjson_lines);
             let mut tombstones = Lines::default();
             for row in rows {
@@ -452,7 +459,10 @@ impl Run<'_> {
     }
 
     /// The parsed `_typeFilter` queries of a type (empty: no filter).
-    async fn type_filters(&self, resource_type: &str) -> Result<Vec<SearchQuery>, JobError> {
+    pub(super) async fn type_filters(
+        &self,
+        resource_type: &str,
+    ) -> Result<Vec<SearchQuery>, JobError> {
         let search_params = self
             .server
             .search_params()
@@ -479,7 +489,7 @@ impl Run<'_> {
     /// The rows of a batch the export keeps: rows from history checked against the
     /// compartment, deletions against their last live version's compartment, live rows
     /// against the `_typeFilter` queries (OR-ed).
-    async fn keep(
+    pub(super) async fn keep(
         &self,
         scan: &ExportScan,
         filters: &[SearchQuery],
@@ -517,6 +527,23 @@ impl Run<'_> {
         Ok(kept)
     }
 
+    /// The version itself, or for a deletion the live version before it (`None` when there
+    /// is none).
+    pub(super) async fn live_version(
+        &self,
+        version: &ResourceVersion,
+    ) -> Result<Option<ResourceVersion>, JobError> {
+        if !version.is_deleted() {
+            return Ok(Some(version.clone()));
+        }
+        let previous = self
+            .ctx
+            .store()
+            .vread(&version.resource_type, &version.id, version.version_id - 1)
+            .await?;
+        Ok(previous.filter(|p| !p.is_deleted()))
+    }
+
     /// Whether a version is in the compartment `filter` describes, judged from its own body
     /// (for a deletion, from the version before it).
     async fn in_compartment(
@@ -533,19 +560,8 @@ impl Run<'_> {
                 target_ids,
             } => (params, target_type, target_ids),
         };
-        let live = if version.is_deleted() {
-            let previous = version.version_id - 1;
-            match self
-                .ctx
-                .store()
-                .vread(&version.resource_type, &version.id, previous)
-                .await?
-            {
-                Some(previous) if !previous.is_deleted() => previous,
-                _ => return Ok(false),
-            }
-        } else {
-            version.clone()
+        let Some(live) = self.live_version(version).await? else {
+            return Ok(false);
         };
         let Ok(value) = oxifhir_model::json::parse(&live.body) else {
             return Ok(false);

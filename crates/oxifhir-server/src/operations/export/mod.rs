@@ -7,6 +7,7 @@ pub mod files;
 pub mod job;
 pub mod manifest;
 pub mod params;
+mod provenance;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -18,6 +19,14 @@ use crate::response::FhirResponse;
 use crate::route::OperationTarget;
 use params::ExportLevel;
 
+/// The kick-off parameters, as the OperationDefinitions and the CapabilityStatement describe
+/// them (a macro so that each description is one `concat!`ed literal).
+macro_rules! parameters_doc {
+    () => {
+        " Parameters: _outputFormat (application/fhir+ndjson, application/ndjson, ndjson), _since, _until, _type, _typeFilter, _elements, patient (POST, Patient and Group level) and includeAssociatedData: LatestProvenanceResources (the most recent Provenance of each exported resource) or RelevantProvenanceResources (every Provenance targeting an exported resource); without either, a Patient or Group export returns the Provenance whose target is in the exported Patient compartments. Asynchronous use is required: send 'Prefer: respond-async'."
+    };
+}
+
 /// The job kind of exports.
 pub const KIND: &str = "export";
 
@@ -26,7 +35,10 @@ pub static SYSTEM: OperationDef = OperationDef {
     name: "export",
     definition_id: "export",
     canonical: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
-    description: "Exports every resource as NDJSON files (Bulk Data). Asynchronous use is required: send 'Prefer: respond-async'.",
+    description: concat!(
+        "Exports every resource as NDJSON files (Bulk Data).",
+        parameters_doc!()
+    ),
     resource_types: &[],
     levels: Levels {
         system: true,
@@ -45,7 +57,10 @@ pub static PATIENT: OperationDef = OperationDef {
     name: "export",
     definition_id: "patient-export",
     canonical: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
-    description: "Exports the Patient compartments of all Patients as NDJSON files (Bulk Data). Asynchronous use is required: send 'Prefer: respond-async'.",
+    description: concat!(
+        "Exports the Patient compartments of all Patients as NDJSON files (Bulk Data).",
+        parameters_doc!()
+    ),
     resource_types: &["Patient"],
     levels: Levels {
         system: false,
@@ -64,7 +79,10 @@ pub static GROUP: OperationDef = OperationDef {
     name: "export",
     definition_id: "group-export",
     canonical: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
-    description: "Exports the Patient compartments of a Group's member Patients as NDJSON files (Bulk Data). Asynchronous use is required: send 'Prefer: respond-async'.",
+    description: concat!(
+        "Exports the Patient compartments of a Group's member Patients as NDJSON files (Bulk Data).",
+        parameters_doc!()
+    ),
     resource_types: &["Group"],
     levels: Levels {
         system: false,

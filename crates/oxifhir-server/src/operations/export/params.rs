@@ -43,6 +43,22 @@ pub struct ElementSelector {
     pub element: String,
 }
 
+/// Which Provenance resources an export returns, when not simply those of the exported type
+/// `Provenance` (the system level without `includeAssociatedData`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvenanceRule {
+    /// Patient and Group level without a provenance `includeAssociatedData` value (Bulk Data
+    /// IG: the default): every Provenance with a target in the exported Patient compartments.
+    InCompartment,
+    /// `LatestProvenanceResources`: for each exported resource, its most recent Provenance.
+    Latest,
+    /// `RelevantProvenanceResources`: every Provenance with a target the export returns.
+    Relevant,
+}
+
+/// The `includeAssociatedData` values the server supports.
+pub const ASSOCIATED_DATA: [&str; 2] = ["LatestProvenanceResources", "RelevantProvenanceResources"];
+
 /// A validated export request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportRequest {
@@ -57,6 +73,9 @@ pub struct ExportRequest {
     pub elements: Vec<ElementSelector>,
     /// `patient`: only the compartments of these Patient ids.
     pub patients: Option<Vec<String>>,
+    /// How the Provenance resources are chosen; `None` exports them as any other type (when
+    /// `types` holds `Provenance`). With a rule, `types` holds `Provenance`.
+    pub provenance: Option<ProvenanceRule>,
     /// What was ignored under `handling=lenient`, one message each.
     pub ignored: Vec<String>,
 }
@@ -165,18 +184,15 @@ pub fn parse(
     }
     let since = instant_param(&params, "_since")?;
     let until = instant_param(&params, "_until")?;
-    let types = export_types(&level, &values("_type"), &mut problems)?;
+    let mut types = export_types(&level, &values("_type"), &mut problems)?;
+    let provenance = provenance_rule(
+        &level,
+        &values("includeAssociatedData"),
+        &mut types,
+        &mut problems,
+    )?;
     let type_filters = type_filters(config, search_params, &params, &types, &mut problems)?;
     let elements = elements(&values("_elements"), &mut problems)?;
-    for value in values("includeAssociatedData") {
-        problems.unsupported(
-            "includeAssociatedData",
-            format!(
-                "includeAssociatedData '{}' is not supported; it was ignored",
-                truncate(&value, 64)
-            ),
-        )?;
-    }
     let patients = patients(config, request, &level, &params, &mut problems)?;
     Ok(ExportRequest {
         level,
@@ -186,8 +202,47 @@ pub fn parse(
         type_filters,
         elements,
         patients,
+        provenance,
         ignored: problems.ignored,
     })
+}
+
+/// `includeAssociatedData`: the Provenance rule, adding `Provenance` to `types` when a value
+/// asks for Provenance. Both values given: the least restrictive (`Relevant`). Without one, a
+/// Patient or Group export that covers Provenance returns those of its compartments.
+fn provenance_rule(
+    level: &ExportLevel,
+    values: &[String],
+    types: &mut Vec<String>,
+    problems: &mut Problems,
+) -> ApiResult<Option<ProvenanceRule>> {
+    let mut asked = None;
+    for value in values {
+        match value.as_str() {
+            "RelevantProvenanceResources" => asked = Some(ProvenanceRule::Relevant),
+            "LatestProvenanceResources" if asked.is_none() => {
+                asked = Some(ProvenanceRule::Latest);
+            }
+            "LatestProvenanceResources" => {}
+            _ => problems.unsupported(
+                "includeAssociatedData",
+                format!(
+                    "includeAssociatedData '{}' is not supported (supported: {}); it was ignored",
+                    truncate(value, 64),
+                    ASSOCIATED_DATA.join(", ")
+                ),
+            )?,
+        }
+    }
+    let provenance = "Provenance".to_owned();
+    if asked.is_some() {
+        if let Err(at) = types.binary_search(&provenance) {
+            types.insert(at, provenance);
+        }
+        return Ok(asked);
+    }
+    let covered = types.binary_search(&provenance).is_ok();
+    Ok((*level != ExportLevel::System && covered).then_some(ProvenanceRule::InCompartment))
 }
 
 /// The query parameters plus, for a `POST` with a body, the `Parameters` body's parameters
@@ -541,9 +596,54 @@ mod tests {
         assert!(r.until.is_some());
         assert_eq!(get("$export?_since=yesterday"), Err(400));
         assert_eq!(get("$export?foo=bar"), Err(400));
+    }
+
+    #[test]
+    fn associated_provenance() {
+        let rule = |path: &str| {
+            get(path).map(|r| (r.provenance, r.types.contains(&"Provenance".to_owned())))
+        };
+        assert_eq!(rule("$export"), Ok((None, true)));
+        assert_eq!(rule("$export?_type=Patient"), Ok((None, false)));
         assert_eq!(
-            get("$export?includeAssociatedData=LatestProvenanceResources"),
-            Err(400)
+            rule("Patient/$export"),
+            Ok((Some(ProvenanceRule::InCompartment), true))
+        );
+        assert_eq!(rule("Group/g/$export?_type=Observation"), Ok((None, false)));
+        assert_eq!(
+            rule("$export?_type=Patient&includeAssociatedData=LatestProvenanceResources"),
+            Ok((Some(ProvenanceRule::Latest), true))
+        );
+        for both in [
+            "includeAssociatedData=LatestProvenanceResources,RelevantProvenanceResources",
+            "includeAssociatedData=RelevantProvenanceResources&includeAssociatedData=LatestProvenanceResources",
+        ] {
+            assert_eq!(
+                rule(&format!("Patient/$export?{both}")),
+                Ok((Some(ProvenanceRule::Relevant), true)),
+                "{both}"
+            );
+        }
+        for bad in ["_custom", "latestprovenanceresources", "Nope"] {
+            assert_eq!(
+                get(&format!("$export?includeAssociatedData={bad}")),
+                Err(400),
+                "{bad}"
+            );
+        }
+        let lenient = p(
+            Method::Get,
+            "Patient/$export?includeAssociatedData=_custom,LatestProvenanceResources",
+            "",
+            true,
+        )
+        .unwrap();
+        assert_eq!(lenient.provenance, Some(ProvenanceRule::Latest));
+        assert_eq!(lenient.ignored.len(), 1);
+        // A Provenance `_typeFilter` is allowed once a value adds Provenance.
+        assert!(
+            get("$export?_type=Observation&includeAssociatedData=RelevantProvenanceResources&_typeFilter=Provenance%3F_id%3Dx")
+                .is_ok()
         );
     }
 

@@ -107,6 +107,7 @@ fn scan(plan: &Plan, resource_type: &str, after_id: Option<String>, limit: usize
         cut: i64::MAX,
         include_deleted: false,
         filter: filter(plan),
+        ids: None,
         limit,
         as_ndjson: false,
     }

@@ -401,6 +401,7 @@ pub async fn index_slot_ends(server: &FhirServer) -> ApiResult<u64> {
                 cut,
                 include_deleted: false,
                 filter: ExportFilter::All,
+                ids: None,
                 limit: 500,
                 as_ndjson: false,
             })
