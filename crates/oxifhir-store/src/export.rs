@@ -228,6 +228,20 @@ pub(crate) struct Scanned {
 }
 
 impl Scanned {
+    /// Ready for the rows of `scan`: with [`ExportScan::as_ndjson`], room for its batch at
+    /// about 1 KiB a resource, so the buffer is not regrown (and copied) row after row.
+    pub(crate) fn for_scan(scan: &ExportScan) -> Self {
+        let room = if scan.as_ndjson {
+            scan.limit.min(100_000) * 1024
+        } else {
+            0
+        };
+        Scanned {
+            ndjson: Vec::with_capacity(room),
+            ..Scanned::default()
+        }
+    }
+
     /// Takes the next row: `id`, `last_updated`, `deleted` and `body` are its columns, and
     /// `version` decodes the whole row (called only when the row is not written as NDJSON).
     pub(crate) fn push(

@@ -21,7 +21,7 @@ pub(super) async fn scan(client: &ClientWrapper, scan: &ExportScan) -> StoreResu
         .query(&prepared, &param_refs(&params))
         .await
         .map_err(map_err)?;
-    let mut scanned = Scanned::default();
+    let mut scanned = Scanned::for_scan(scan);
     for row in &found {
         let id: &str = row.try_get(1).map_err(map_err)?;
         let last_updated: i64 = row.try_get(3).map_err(map_err)?;

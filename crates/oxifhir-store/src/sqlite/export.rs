@@ -15,7 +15,7 @@ pub(super) fn scan(conn: &Connection, scan: &ExportScan) -> StoreResult<ExportBa
     let mut rows = stmt
         .query(params_from_iter(statement.params.iter()))
         .map_err(map_err)?;
-    let mut scanned = Scanned::default();
+    let mut scanned = Scanned::for_scan(scan);
     while let Some(row) = rows.next().map_err(map_err)? {
         let id = row
             .get_ref(1)
