@@ -3,8 +3,7 @@
 use deadpool_postgres::ClientWrapper;
 
 use super::map_err;
-use super::search::{count, row_data};
-use super::{driver_params, param_refs};
+use super::search::{count, query, row_data};
 use crate::export::{self, ExportBatch, ExportScan, Scanned};
 use crate::sql::Dialect;
 use crate::{StoreResult, WriteMethod};
@@ -12,15 +11,7 @@ use crate::{StoreResult, WriteMethod};
 /// One batch of an export scan.
 pub(super) async fn scan(client: &ClientWrapper, scan: &ExportScan) -> StoreResult<ExportBatch> {
     let statement = export::plan_scan(Dialect::Postgres, scan);
-    let prepared = client
-        .prepare_cached(&statement.text)
-        .await
-        .map_err(map_err)?;
-    let params = driver_params(&statement.params);
-    let found = client
-        .query(&prepared, &param_refs(&params))
-        .await
-        .map_err(map_err)?;
+    let found = query(client, &statement).await?;
     let mut scanned = Scanned::for_scan(scan);
     for row in &found {
         let id: &str = row.try_get(1).map_err(map_err)?;

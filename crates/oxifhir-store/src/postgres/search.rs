@@ -59,16 +59,21 @@ async fn rows_with_keys(
     statement: &Sql,
     keys: &[KeyKind],
 ) -> StoreResult<Vec<RowData>> {
+    let found = query(client, statement).await?;
+    found.iter().map(|row| row_with_keys(row, keys)).collect()
+}
+
+/// Runs a statement (prepared once per connection) and returns its rows undecoded.
+pub(super) async fn query(client: &ClientWrapper, statement: &Sql) -> StoreResult<Vec<Row>> {
     let prepared = client
         .prepare_cached(&statement.text)
         .await
         .map_err(map_err)?;
     let params = driver_params(&statement.params);
-    let found = client
+    client
         .query(&prepared, &param_refs(&params))
         .await
-        .map_err(map_err)?;
-    found.iter().map(|row| row_with_keys(row, keys)).collect()
+        .map_err(map_err)
 }
 
 /// Runs a `SELECT count(*)` statement.
