@@ -211,11 +211,9 @@ fn setup(db: Option<(String, String)>) -> Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_export_survives_a_killed_node() {
-    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
-        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+    let Some((url, schema)) = common::postgres_schema() else {
         return;
     };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let s = setup(Some((url.clone(), schema.clone())));
     let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
     let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
@@ -597,11 +595,9 @@ async fn sqlite_reindex_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reindex_survives_a_killed_node() {
-    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
-        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+    let Some((url, schema)) = common::postgres_schema() else {
         return;
     };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let s = setup(Some((url.clone(), schema.clone())));
     let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
     let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;
@@ -704,11 +700,9 @@ async fn sqlite_expunge_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_expunge_survives_a_killed_node() {
-    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
-        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+    let Some((url, schema)) = common::postgres_schema() else {
         return;
     };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let s = setup(Some((url.clone(), schema.clone())));
     let mut a = start(&s.db, &s.exports, &s.dir.path().join("a.log")).await;
     let mut b = start(&s.db, &s.exports, &s.dir.path().join("b.log")).await;

@@ -315,11 +315,9 @@ async fn sqlite_keeps_every_acknowledged_write_through_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_keeps_every_acknowledged_write_through_sigkill() {
-    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
-        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+    let Some((url, schema)) = common::postgres_schema() else {
         return;
     };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir().expect("tempdir");
     kill_during_writes(
         vec![

@@ -35,6 +35,16 @@ impl Drop for Node {
     }
 }
 
+/// `$OXIFHIR_TEST_POSTGRES` and a fresh schema name for one test, or `None` (after a notice)
+/// when the variable is not set.
+pub fn postgres_schema() -> Option<(String, String)> {
+    let Ok(url) = std::env::var("OXIFHIR_TEST_POSTGRES") else {
+        eprintln!("OXIFHIR_TEST_POSTGRES is not set; skipping");
+        return None;
+    };
+    Some((url, format!("t_{}", uuid::Uuid::new_v4().simple())))
+}
+
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
