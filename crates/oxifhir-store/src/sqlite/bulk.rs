@@ -12,6 +12,18 @@
 //!
 //! Which indexes are deferred: every index of an index table except those keyed by
 //! `(resource_type, id)`, which writes need to replace a resource's rows.
+//!
+//! **Checkpoints off the writer:** during the load a [`Checkpointer`] thread copies committed
+//! pages from the WAL into the database on a connection of its own (`PASSIVE` checkpoints,
+//! which never block the writer), so that this copy — a quarter of the writer's time when
+//! it ran the checkpoints itself — overlaps with the next transactions. The writer keeps its
+//! automatic checkpoint: it then only copies what the thread has not copied yet, and it is
+//! what lets the WAL start over from its beginning instead of growing with the load.
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -26,6 +38,9 @@ use crate::sql::INDEX_TABLES;
 const BULK_SETTINGS: &str = "PRAGMA synchronous = OFF;
      PRAGMA cache_size = -262144;
      PRAGMA wal_autocheckpoint = 16384;";
+
+/// How often the [`Checkpointer`] copies what was committed since its last pass.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Worker threads SQLite may use to sort while building an index.
 const SORT_THREADS: usize = 2;
@@ -47,14 +62,77 @@ pub(super) fn begin(conn: &Connection, input_bytes: u64, defer: Option<bool>) ->
     Ok(())
 }
 
-/// Rebuilds deferred indexes, restores the normal settings and checkpoints the WAL.
-pub(super) fn end(conn: &Connection) -> StoreResult<()> {
+/// Rebuilds deferred indexes (while `checkpointer` still runs, so that it copies each index
+/// as the next one is built), stops the checkpointer, restores the normal settings and
+/// checkpoints the WAL.
+pub(super) fn end(conn: &Connection, checkpointer: Option<Checkpointer>) -> StoreResult<()> {
     let restored = restore(conn);
+    drop(checkpointer);
     let settings = conn.execute_batch(schema::WRITER_SETTINGS).map_err(map_err);
     restored?;
     settings?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(map_err)
+}
+
+/// A thread checkpointing the WAL on its own connection every [`CHECKPOINT_INTERVAL`] until
+/// it is dropped (see the module's documentation).
+pub(super) struct Checkpointer {
+    /// Set to `true` (and notified) to stop the thread.
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection to the database at `path` and starts the thread.
+    pub(super) fn start(path: &Path) -> StoreResult<Self> {
+        let conn = schema::connect(path, schema::Role::Writer)?;
+        // As durable as the writer during the load: no fsync after a checkpoint.
+        conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -2000;")
+            .map_err(map_err)?;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_until_stopped(&conn, &signal))
+            .map_err(|e| crate::StoreError::Backend(format!("cannot start a thread: {e}")))?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!("the SQLite checkpoint thread panicked");
+        }
+    }
+}
+
+fn checkpoint_until_stopped(conn: &Connection, stop: &(Mutex<bool>, Condvar)) {
+    let (stopped, wake) = stop;
+    loop {
+        let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = wake
+            .wait_timeout_while(guard, CHECKPOINT_INTERVAL, |stopped| !*stopped)
+            .unwrap_or_else(|e| e.into_inner());
+        if *guard {
+            return;
+        }
+        drop(guard);
+        // A pass that finds the writer's own checkpoint running fails busy: the next one
+        // copies what it left.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "background checkpoint failed");
+        }
+    }
 }
 
 fn database_bytes(conn: &Connection) -> StoreResult<u64> {
@@ -157,7 +235,7 @@ pub(super) fn restore(conn: &Connection) -> StoreResult<usize> {
     }
     conn.execute_batch(&format!("PRAGMA threads = {SORT_THREADS}"))
         .map_err(map_err)?;
-    let built = in_transaction(conn, rebuild_deferred);
+    let built = rebuild_deferred(conn);
     let reset = conn.execute_batch("PRAGMA threads = 0").map_err(map_err);
     let built = built?;
     reset?;
@@ -177,34 +255,49 @@ fn deferred_table_exists(conn: &Connection) -> StoreResult<bool> {
     Ok(recorded.is_some())
 }
 
+/// Builds the recorded indexes, each in a transaction of its own (so that a checkpoint can
+/// copy one while the next is built), then forgets the record. Each transaction checks again
+/// what is missing: another process opening the store may be rebuilding them too.
 fn rebuild_deferred(conn: &Connection) -> StoreResult<usize> {
-    if !deferred_table_exists(conn)? {
-        return Ok(0);
-    }
-    let deferred = conn
-        .prepare("SELECT name, sql FROM bulk_deferred_indexes ORDER BY name")
-        .map_err(map_err)?
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(map_err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(map_err)?;
+    let deferred = in_transaction(conn, |conn| {
+        if !deferred_table_exists(conn)? {
+            return Ok(Vec::new());
+        }
+        conn.prepare("SELECT name, sql FROM bulk_deferred_indexes ORDER BY name")
+            .map_err(map_err)?
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)
+    })?;
     let mut built = 0;
     for (name, sql) in &deferred {
-        let present: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(map_err)?;
-        if present.is_none() {
+        built += in_transaction(conn, |conn| {
+            if !deferred_table_exists(conn)? {
+                return Ok(0);
+            }
+            let present: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(map_err)?;
+            if present.is_some() {
+                return Ok(0);
+            }
             tracing::info!(index = %name, "building a deferred search index");
             conn.execute_batch(sql).map_err(map_err)?;
-            built += 1;
-        }
+            Ok(1)
+        })?;
     }
-    conn.execute_batch("DROP TABLE bulk_deferred_indexes")
-        .map_err(map_err)?;
+    in_transaction(conn, |conn| {
+        if deferred_table_exists(conn)? {
+            conn.execute_batch("DROP TABLE bulk_deferred_indexes")
+                .map_err(map_err)?;
+        }
+        Ok(())
+    })?;
     Ok(built)
 }

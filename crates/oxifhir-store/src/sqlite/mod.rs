@@ -48,6 +48,8 @@ pub struct SqliteStore {
     jobs: SqlJobQueue<jobs::SqliteJobs>,
     /// Conditions matching at least this many index entries are probed row by row.
     probe_from: usize,
+    /// The checkpoint thread of a running bulk load.
+    checkpointer: Arc<std::sync::Mutex<Option<bulk::Checkpointer>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -90,6 +92,7 @@ impl SqliteStore {
                 readers,
                 scanners,
                 probe_from: crate::sql::PROBE_FROM,
+                checkpointer: Arc::default(),
             })
         })
         .await
@@ -147,12 +150,29 @@ impl Store for SqliteStore {
 
     async fn begin_bulk_load(&self, load: BulkLoad) -> StoreResult<()> {
         let conn = self.writer.clone().lock_owned().await;
-        blocking(move || bulk::begin(&conn, load.input_bytes, load.defer_indexes)).await
+        let (path, checkpointer) = (self.readers.path.clone(), self.checkpointer.clone());
+        blocking(move || {
+            bulk::begin(&conn, load.input_bytes, load.defer_indexes)?;
+            let mut running = checkpointer.lock().unwrap_or_else(|e| e.into_inner());
+            if running.is_none() {
+                *running = Some(bulk::Checkpointer::start(&path)?);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn end_bulk_load(&self) -> StoreResult<()> {
         let conn = self.writer.clone().lock_owned().await;
-        blocking(move || bulk::end(&conn)).await
+        let checkpointer = self.checkpointer.clone();
+        blocking(move || {
+            let running = checkpointer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            bulk::end(&conn, running)
+        })
+        .await
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> StoreResult<Option<ResourceVersion>> {
