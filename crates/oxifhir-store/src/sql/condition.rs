@@ -262,7 +262,10 @@ pub(super) fn probe(binder: &mut Binder, cond: &Condition, scope: &Scope) -> Opt
             // PostgreSQL turns a plain `EXISTS` into a semi-join that collects every match
             // before the first row; `OFFSET 0` keeps it a test of each row as it is reached.
             let (from, fence) = match dialect {
-                super::Dialect::Sqlite => (format!("{} INDEXED BY {}_res", f.from, f.table), ""),
+                super::Dialect::Sqlite => (
+                    format!("{} {}", f.from, super::sqlite_by_resource(f.table)),
+                    "",
+                ),
                 super::Dialect::Postgres => (f.from, " OFFSET 0"),
             };
             format!(

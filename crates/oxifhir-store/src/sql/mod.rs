@@ -237,6 +237,14 @@ pub(crate) const INDEX_TABLES: [&str; 7] = [
     "idx_uri",
 ];
 
+/// SQLite's `INDEXED BY` clause naming the primary key `(resource_type, id, param, n)` of index
+/// table `table` (SQLite names the key of a `WITHOUT ROWID` table `sqlite_autoindex_<table>_1`),
+/// for queries that must seek a resource's own rows: without statistics SQLite may prefer a
+/// value index that covers the columns and scan it.
+pub(crate) fn sqlite_by_resource(table: &str) -> String {
+    format!("INDEXED BY sqlite_autoindex_{table}_1")
+}
+
 /// The custom search parameters marked as indexed.
 pub(crate) const SELECT_INDEXED_PARAMS: &str =
     "SELECT url, fingerprint FROM search_param_indexed ORDER BY url";

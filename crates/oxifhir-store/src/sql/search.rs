@@ -575,7 +575,7 @@ mod tests {
         );
         let plan = plan_search(Dialect::Sqlite, &query, &[1]).expect("plan");
         assert!(plan.page.expect("page").text.contains(
-            "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY idx_token_res WHERE \
+            "EXISTS (SELECT 1 FROM idx_token e1 INDEXED BY sqlite_autoindex_idx_token_1 WHERE \
                  e1.resource_type = r.resource_type AND e1.id = r.id AND e1.param = ?"
         ));
 

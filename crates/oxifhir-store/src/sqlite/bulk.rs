@@ -11,7 +11,8 @@
 //! operating system's hands); only an OS crash or power loss could lose the last transactions.
 //!
 //! Which indexes are deferred: every index of an index table except those keyed by
-//! `(resource_type, id)`, which writes need to replace a resource's rows.
+//! `(resource_type, id)`, which writes need to replace a resource's rows (since migration 5
+//! that key is each table's primary key, which is never dropped).
 //!
 //! **Checkpoints off the writer:** during the load a [`Checkpointer`] thread copies committed
 //! pages from the WAL into the database on a connection of its own (`PASSIVE` checkpoints,

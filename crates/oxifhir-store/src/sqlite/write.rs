@@ -6,7 +6,9 @@
 //!
 //! Index rows of consecutive writes are collected and inserted with multi-row `INSERT`s
 //! ([`PendingIndex`]): a batch of thousands of resources has ten times as many index rows, and
-//! one statement per row would cost more than the rows themselves.
+//! one statement per row would cost more than the rows themselves. Each row gets `n`, its
+//! number among the resource's rows of its table in this write, which makes the tables'
+//! primary key `(resource_type, id, param, n)` unique (see `schema.rs`).
 
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
@@ -240,24 +242,26 @@ fn replace_changed<'a>(
     let mut fresh = PendingIndex::default();
     fresh.add(&r.resource_type, &r.id, &r.index);
     for (new, queue) in fresh.tables.iter_mut().zip(pending.tables.iter_mut()) {
-        let width = new.columns.len();
+        let width = new.width();
         let mut wanted = Vec::with_capacity(new.rows());
         for row in new.values.chunks_exact(width) {
-            wanted.push(row_key(&row[2..])?);
+            // The stored rows' `n` is not compared: rows equal but for it are the same rows.
+            wanted.push(row_key(&row[2..width - 1])?);
         }
         let columns = new.columns[2..].join(", ");
         // Without INDEXED BY, SQLite may prefer a value index that covers these columns and
         // scan every row of the type in it.
         let mut select = conn
             .prepare_cached(&format!(
-                "SELECT {columns} FROM {table} INDEXED BY {table}_res \
+                "SELECT {columns} FROM {table} {by_resource} \
                  WHERE resource_type = ?1 AND id = ?2",
-                table = new.table
+                table = new.table,
+                by_resource = crate::sql::sqlite_by_resource(new.table),
             ))
             .map_err(map_err)?;
         let mut stored = select
             .query_map((&r.resource_type, &r.id), |row| {
-                (0..width - 2)
+                (0..width - 3)
                     .map(|i| row.get::<_, rusqlite::types::Value>(i))
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map(|values| format!("{values:?}"))
@@ -283,7 +287,7 @@ fn replace_changed<'a>(
 }
 
 /// A row's values as SQLite hands them back, printed: equal keys are equal rows.
-fn row_key(values: &[&dyn ToSql]) -> StoreResult<String> {
+fn row_key(values: &[Bound<'_>]) -> StoreResult<String> {
     use rusqlite::types::{ToSqlOutput, Value, ValueRef};
     let mut row = Vec::with_capacity(values.len());
     for v in values {
@@ -309,11 +313,28 @@ const FLUSH_ROWS: usize = 4096;
 /// Rows per multi-row `INSERT`; fewer left over go in one by one.
 const ROWS_PER_INSERT: usize = 64;
 
-/// Index rows of one table waiting to be inserted, their values flattened row by row.
+/// A value bound to an index row: borrowed from the entry, or the row's number `n`.
+#[derive(Clone, Copy)]
+enum Bound<'a> {
+    Value(&'a dyn ToSql),
+    Number(i64),
+}
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Bound::Value(v) => v.to_sql(),
+            Bound::Number(n) => n.to_sql(),
+        }
+    }
+}
+
+/// Index rows of one table waiting to be inserted, their values flattened row by row: the
+/// [`TableRows::columns`], then `n`.
 struct TableRows<'a> {
     table: &'static str,
     columns: &'static [&'static str],
-    values: Vec<&'a dyn ToSql>,
+    values: Vec<Bound<'a>>,
 }
 
 impl<'a> TableRows<'a> {
@@ -325,15 +346,26 @@ impl<'a> TableRows<'a> {
         }
     }
 
-    fn rows(&self) -> usize {
-        self.values.len() / self.columns.len()
+    /// Values per row.
+    fn width(&self) -> usize {
+        self.columns.len() + 1
     }
 
-    /// `INSERT INTO table (columns) VALUES (?, …), …` for `rows` rows.
+    fn rows(&self) -> usize {
+        self.values.len() / self.width()
+    }
+
+    /// Queues one row: `values` of [`TableRows::columns`], numbered `n`.
+    fn push<const N: usize>(&mut self, values: [&'a dyn ToSql; N], n: i64) {
+        self.values.extend(values.map(Bound::Value));
+        self.values.push(Bound::Number(n));
+    }
+
+    /// `INSERT INTO table (columns, n) VALUES (?, …), …` for `rows` rows.
     fn insert_sql(&self, rows: usize) -> String {
-        let one = format!("({})", vec!["?"; self.columns.len()].join(", "));
+        let one = format!("({})", vec!["?"; self.width()].join(", "));
         format!(
-            "INSERT INTO {} ({}) VALUES {}",
+            "INSERT INTO {} ({}, n) VALUES {}",
             self.table,
             self.columns.join(", "),
             vec![one; rows].join(", ")
@@ -341,21 +373,23 @@ impl<'a> TableRows<'a> {
     }
 
     fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
-        let width = self.columns.len();
+        let width = self.width();
         let mut chunks = self.values.chunks_exact(width * ROWS_PER_INSERT);
         if chunks.len() > 0 {
             let mut stmt = conn
                 .prepare_cached(&self.insert_sql(ROWS_PER_INSERT))
                 .map_err(map_err)?;
             for chunk in chunks.by_ref() {
-                stmt.execute(chunk).map_err(map_err)?;
+                stmt.execute(rusqlite::params_from_iter(chunk))
+                    .map_err(map_err)?;
             }
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut stmt = conn.prepare_cached(&self.insert_sql(1)).map_err(map_err)?;
             for row in rest.chunks_exact(width) {
-                stmt.execute(row).map_err(map_err)?;
+                stmt.execute(rusqlite::params_from_iter(row))
+                    .map_err(map_err)?;
             }
         }
         self.values.clear();
@@ -424,7 +458,8 @@ impl<'a> PendingIndex<'a> {
         self.tables.iter().map(TableRows::rows).sum()
     }
 
-    /// Queues the index rows of resource `t/id` (its type and id as bound values).
+    /// Queues the index rows of resource `t/id` (its type and id as bound values), numbered
+    /// from 1 in each table.
     fn add(&mut self, t: &'a dyn ToSql, id: &'a dyn ToSql, index: &'a IndexEntries) {
         let [
             strings,
@@ -435,36 +470,31 @@ impl<'a> PendingIndex<'a> {
             quantities,
             uris,
         ] = &mut self.tables;
-        for e in &index.strings {
-            strings
-                .values
-                .extend([t, id, &e.param, &e.normalized, &e.exact]);
+        for (n, e) in (1..).zip(&index.strings) {
+            strings.push([t, id, &e.param, &e.normalized, &e.exact], n);
         }
-        for e in &index.tokens {
-            tokens
-                .values
-                .extend([t, id, &e.param, &e.system, &e.code, &e.text]);
+        for (n, e) in (1..).zip(&index.tokens) {
+            tokens.push([t, id, &e.param, &e.system, &e.code, &e.text], n);
         }
-        for e in &index.references {
-            references
-                .values
-                .extend([t, id, &e.param, &e.target_type, &e.target_id, &e.url]);
+        for (n, e) in (1..).zip(&index.references) {
+            references.push([t, id, &e.param, &e.target_type, &e.target_id, &e.url], n);
         }
-        for e in &index.dates {
-            dates.values.extend([t, id, &e.param, &e.start, &e.end]);
+        for (n, e) in (1..).zip(&index.dates) {
+            dates.push([t, id, &e.param, &e.start, &e.end], n);
         }
-        for e in &index.numbers {
-            numbers
-                .values
-                .extend([t, id, &e.param, &e.value, &e.low, &e.high]);
+        for (n, e) in (1..).zip(&index.numbers) {
+            numbers.push([t, id, &e.param, &e.value, &e.low, &e.high], n);
         }
-        for e in &index.quantities {
-            quantities.values.extend([
-                t, id, &e.param, &e.value, &e.low, &e.high, &e.system, &e.code, &e.unit,
-            ]);
+        for (n, e) in (1..).zip(&index.quantities) {
+            quantities.push(
+                [
+                    t, id, &e.param, &e.value, &e.low, &e.high, &e.system, &e.code, &e.unit,
+                ],
+                n,
+            );
         }
-        for e in &index.uris {
-            uris.values.extend([t, id, &e.param, &e.value]);
+        for (n, e) in (1..).zip(&index.uris) {
+            uris.push([t, id, &e.param, &e.value], n);
         }
     }
 
