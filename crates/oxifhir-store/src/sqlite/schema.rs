@@ -202,7 +202,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: index tables clustered by resource (`WITHOUT ROWID`, keyed by `(resource_type, id,
     // param, n)`, `n` numbering a resource's rows of the table): a row is one B-tree entry
     // instead of two (the row and the `(resource_type, id, param)` index), which an import
-    // writes 11 times per resource. Existing rows are numbered in their insertion order.
+    // writes about 15 times per resource of the synthetic data set. Existing rows are numbered
+    // in their insertion order.
     "
     ALTER TABLE idx_string RENAME TO idx_string_old;
     CREATE TABLE idx_string (
