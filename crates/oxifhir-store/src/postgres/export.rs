@@ -4,13 +4,13 @@ use deadpool_postgres::ClientWrapper;
 
 use super::map_err;
 use super::search::{count, query, row_data};
-use crate::export::{self, ExportBatch, ExportScan, Scanned};
+use crate::export::{self, ExportBatch, ExportScan, ScanColumns, Scanned};
 use crate::sql::Dialect;
 use crate::{StoreResult, WriteMethod};
 
 /// One batch of an export scan.
 pub(super) async fn scan(client: &ClientWrapper, scan: &ExportScan) -> StoreResult<ExportBatch> {
-    let statement = export::plan_scan(Dialect::Postgres, scan);
+    let statement = export::plan_scan(Dialect::Postgres, scan, ScanColumns::Version);
     let found = query(client, &statement).await?;
     let mut scanned = Scanned::for_scan(scan);
     for row in &found {

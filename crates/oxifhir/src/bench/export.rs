@@ -1,7 +1,7 @@
 //! Scenario: a system-level Bulk Data `$export` of the whole database (every type, NDJSON
 //! files in a local directory) by an `oxifhir serve` process of its own with one job worker,
 //! beside a raw scan of the same rows (`SELECT body` of every current, undeleted resource)
-//! through the same driver.
+//! through the same driver; three rounds of each, alternating, and their medians.
 //!
 //! The export's time runs from the kick-off to the job's completion, read from its row in the
 //! store (no status-poll granularity); the count is the sum of the manifest's `count`s. The
@@ -19,7 +19,15 @@ use serde_json::Value;
 
 use super::{Env, Row};
 
-/// Exports everything once and scans it raw once; one row.
+/// Rounds of (raw scan, export); the row reports the median of each.
+const ROUNDS: usize = 3;
+
+/// Exports everything and scans it raw, [`ROUNDS`] times each, alternating; one row with the
+/// medians.
+///
+/// Before each measurement the operating system writes back every dirty page (`sync`), so that
+/// neither side pays for writes left pending by what ran before (the import leaves gigabytes),
+/// and each round's files are removed before the next.
 pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
     env.base().await?;
     let store = env
@@ -27,9 +35,55 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
         .ok_or_else(|| anyhow::anyhow!("the server's store is not open"))?;
     let files = env.scratch.join("exports");
     let server = ServerProcess::start(&env.config, &files).await?;
-    let base = server.base.clone();
-    let raw = raw_scan(&env.config).await?;
+    let mut raw_rates = Vec::with_capacity(ROUNDS);
+    let mut exports = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        settle_writeback().await?;
+        raw_rates.push(raw_scan(&env.config).await?);
+        settle_writeback().await?;
+        exports.push(export_once(env, &server, &store, &files).await?);
+    }
+    drop(server);
 
+    let raw = median(raw_rates);
+    let exported = exports[0].exported;
+    anyhow::ensure!(
+        exports.iter().all(|e| e.exported == exported),
+        "the rounds exported different counts"
+    );
+    let per_sec = median(exports.iter().map(|e| e.per_sec).collect());
+    let mb_per_sec = median(exports.iter().map(|e| e.mb_per_sec).collect());
+    let label = format!(
+        "$export system ({} files, {mb_per_sec:.0} MB/s; median of {ROUNDS})",
+        exports[0].files
+    );
+    let mut row = Row::new(env.backend, &label, 1, exported as usize, per_sec).beside(
+        &format!("raw scan of the rows (median of {ROUNDS})"),
+        Some(raw),
+    );
+    row.peak_rss = exports.iter().filter_map(|e| e.peak_rss).max();
+    row.peak_heap = exports.iter().filter_map(|e| e.peak_heap).max();
+    Ok(vec![row])
+}
+
+/// One measured export.
+struct Exported {
+    exported: u64,
+    files: usize,
+    per_sec: f64,
+    mb_per_sec: f64,
+    peak_rss: Option<u64>,
+    peak_heap: Option<u64>,
+}
+
+/// Kicks off a system export, waits for it, reads its manifest, and removes its files.
+async fn export_once(
+    env: &Env,
+    server: &ServerProcess,
+    store: &Arc<dyn Store>,
+    files: &std::path::Path,
+) -> anyhow::Result<Exported> {
+    let base = &server.base;
     let kicked_off = Instant::now();
     let memory = server.sample_memory();
     let response = env
@@ -47,28 +101,38 @@ pub async fn run(env: &mut Env) -> anyhow::Result<Vec<Row>> {
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("kick-off without Content-Location"))?;
     let id = status_url.rsplit('/').next().unwrap_or_default().to_owned();
-    wait_until_done(&store, &id).await?;
-    let elapsed = kicked_off.elapsed().as_secs_f64();
+    wait_until_done(store, &id).await?;
+    let elapsed = kicked_off.elapsed().as_secs_f64().max(1e-9);
     let (peak_rss, peak_heap) = memory.stop();
 
     let manifest: Value = env.client.get(&status_url).send().await?.json().await?;
     let outputs = manifest["output"].as_array().cloned().unwrap_or_default();
     let exported: u64 = outputs.iter().filter_map(|o| o["count"].as_u64()).sum();
     anyhow::ensure!(exported > 0, "the export wrote nothing: {manifest}");
-    let bytes = directory_size(&files.join(&id));
-    drop(server);
+    let dir = files.join(&id);
+    let bytes = directory_size(&dir);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(Exported {
+        exported,
+        files: outputs.len(),
+        per_sec: exported as f64 / elapsed,
+        mb_per_sec: bytes as f64 / 1e6 / elapsed,
+        peak_rss,
+        peak_heap,
+    })
+}
 
-    let per_sec = exported as f64 / elapsed.max(1e-9);
-    let label = format!(
-        "$export system ({} files, {:.0} MB/s)",
-        outputs.len(),
-        bytes as f64 / 1e6 / elapsed.max(1e-9)
-    );
-    let mut row = Row::new(env.backend, &label, 1, exported as usize, per_sec)
-        .beside("raw scan of the rows", Some(raw));
-    row.peak_rss = peak_rss;
-    row.peak_heap = peak_heap;
-    Ok(vec![row])
+/// Waits until the operating system has written every dirty page back (`sync(1)`).
+async fn settle_writeback() -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sync").status().await?;
+    anyhow::ensure!(status.success(), "sync failed: {status}");
+    Ok(())
+}
+
+/// The median of a non-empty list (the upper one of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// An `oxifhir serve` process (this binary) on the benchmark's database, with one job worker
