@@ -56,10 +56,10 @@ fn subject(patient: &str) -> IndexEntries {
     }
 }
 
-async fn export_scan_reads_versions_at_the_cut(h: Harness) {
-    let store = h.store.as_ref();
-    // a: v1 at 100, v2 at 300 (after the cut); b: v1 at 150, deleted at 400 (after the
-    // cut); c: created at 500 (after the cut); d: v1 at 120, deleted at 180; e: v1 at 50.
+/// Patients around a cut at 200. a: v1 at 100, v2 at 300 (after the cut); b: v1 at 150,
+/// deleted at 400 (after the cut); c: created at 500 (after the cut); d: v1 at 120, deleted
+/// at 180; e: v1 at 50.
+async fn write_patients_around_the_cut(store: &dyn Store) {
     for w in [
         put("Patient", "a", 1, 100),
         put("Patient", "b", 1, 150),
@@ -69,10 +69,17 @@ async fn export_scan_reads_versions_at_the_cut(h: Harness) {
         put("Patient", "a", 2, 300),
         delete("Patient", "b", 2, 400),
         put("Patient", "c", 1, 500),
-        put("Observation", "o", 1, 100),
     ] {
         write(store, w).await.expect("write");
     }
+}
+
+async fn export_scan_reads_versions_at_the_cut(h: Harness) {
+    let store = h.store.as_ref();
+    write_patients_around_the_cut(store).await;
+    write(store, put("Observation", "o", 1, 100))
+        .await
+        .expect("write");
     let cut = 200;
     assert_eq!(
         keys(&all(store, scan("Patient", cut)).await),
@@ -145,20 +152,11 @@ async fn all_keys(store: &dyn Store, mut scan: ExportScan) -> Vec<String> {
 
 async fn export_scan_as_ndjson_yields_the_same_versions(h: Harness) {
     let store = h.store.as_ref();
-    // As in export_scan_reads_versions_at_the_cut, with a live resource between each kind.
-    for w in [
-        put("Patient", "a", 1, 100),
-        put("Patient", "b", 1, 150),
-        put("Patient", "d", 1, 120),
-        delete("Patient", "d", 2, 180),
-        put("Patient", "e", 1, 50),
-        put("Patient", "f", 1, 60),
-        put("Patient", "a", 2, 300),
-        delete("Patient", "b", 2, 400),
-        put("Patient", "c", 1, 500),
-    ] {
-        write(store, w).await.expect("write");
-    }
+    // Every kind of row, and one more live resource after the others.
+    write_patients_around_the_cut(store).await;
+    write(store, put("Patient", "f", 1, 60))
+        .await
+        .expect("write");
     let mut cases = Vec::new();
     for cut in [40, 200, 1_000] {
         cases.push(scan("Patient", cut));
