@@ -57,6 +57,9 @@ pub struct ExportConfig {
     pub file_bytes: u64,
     /// Resources read per statement.
     pub batch: usize,
+    /// Slices of an export read side by side: a type with more resources than a file holds
+    /// is cut into slices of about a file each. 1 reads each type whole, in turn.
+    pub parallel: usize,
     /// How long after its cut an export starts reading, so that every write stamped before
     /// the cut has committed.
     pub settle: std::time::Duration,
@@ -73,6 +76,7 @@ impl Default for ExportConfig {
             file_resources: 100_000,
             file_bytes: 256 * 1024 * 1024,
             batch: 1000,
+            parallel: 2,
             settle: std::time::Duration::from_millis(500),
             throttle: std::time::Duration::ZERO,
         }

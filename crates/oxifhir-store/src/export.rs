@@ -47,6 +47,9 @@ pub struct ExportScan {
     pub resource_type: String,
     /// Continue after this id (exclusive); `None` starts at the first.
     pub after_id: Option<String>,
+    /// Stop at this id (inclusive): the end of a slice of the type's ids; `None` reads to the
+    /// last.
+    pub up_to: Option<String>,
     /// Only versions written after this (exclusive, milliseconds).
     pub since: Option<i64>,
     /// The cut: versions as they stood at this time (inclusive, milliseconds).
@@ -87,6 +90,8 @@ pub struct ExportBatch {
     pub rows: Vec<ExportRow>,
     /// The id to continue after; `None` when the scan read nothing.
     pub last_id: Option<String>,
+    /// Rows the batch read, kept or not.
+    pub read: usize,
     /// True when there is nothing after this batch.
     pub complete: bool,
 }
@@ -185,6 +190,10 @@ pub(crate) fn plan_scan(dialect: Dialect, scan: &ExportScan, columns: ScanColumn
         let a = placeholder(dialect, &mut params, Param::Text(after.clone()));
         clauses.push(format!("id > {a}"));
     }
+    if let Some(up_to) = &scan.up_to {
+        let u = placeholder(dialect, &mut params, Param::Text(up_to.clone()));
+        clauses.push(format!("id <= {u}"));
+    }
     if let Some(ids) = &scan.ids {
         clauses.push(ids_sql(dialect, &mut params, ids));
     }
@@ -252,6 +261,44 @@ pub(crate) fn plan_count(dialect: Dialect, scan: &ExportScan) -> Sql {
     let filter = filter_sql(dialect, &mut params, &scan.filter);
     text.push_str(&format!(" AND {filter}"));
     Sql { text, params }
+}
+
+/// About one id in `every` of the current rows of `resource_type` (deleted ones included),
+/// unordered: a sample that is the same on every call over the same data, read from the
+/// narrow `(resource_type, seq)` index rather than the rows. [`split_points`] turns it into
+/// the bounds of slices.
+pub(crate) fn plan_sample(dialect: Dialect, resource_type: &str, every: u64) -> Sql {
+    let mut params = Vec::new();
+    let t = placeholder(dialect, &mut params, Param::Text(resource_type.to_owned()));
+    let k = placeholder(
+        dialect,
+        &mut params,
+        Param::Int(i64::try_from(every.max(1)).unwrap_or(i64::MAX)),
+    );
+    let index = match dialect {
+        Dialect::Sqlite => " INDEXED BY resources_seq_idx",
+        Dialect::Postgres => "",
+    };
+    Sql {
+        text: format!(
+            "SELECT id FROM resources{index} WHERE resource_type = {t} AND seq % {k} = 0"
+        ),
+        params,
+    }
+}
+
+/// The ids that cut a (sorted or unsorted) `sample` of a type's ids into at most `slices`
+/// runs of equal size, the last one possibly shorter: ascending and distinct, at most
+/// `slices - 1` of them. Slice `i` holds the ids after bound `i - 1` up to bound `i`
+/// (inclusive); the last slice runs to the type's last id.
+pub fn split_points(mut sample: Vec<String>, slices: usize) -> Vec<String> {
+    sample.sort_unstable();
+    sample.dedup();
+    let step = sample.len().div_ceil(slices.max(1)).max(1);
+    (1..slices.max(1))
+        .map_while(|i| sample.get(i * step - 1).cloned())
+        .filter(|point| sample.last() != Some(point))
+        .collect()
 }
 
 /// The newest version of `$1/$2` written at or before `$3`.
@@ -369,8 +416,51 @@ where
         ndjson_lines: scanned.ndjson_lines,
         rows,
         last_id,
+        read: scanned.read,
         complete,
     })
+}
+
+/// The successive batches of one scan that reads at most a given number of rows: each
+/// batch continues after the last id of the one before.
+#[derive(Debug, Clone)]
+pub(crate) struct Batches {
+    scan: ExportScan,
+    /// Rows still to read.
+    remaining: u64,
+    complete: bool,
+}
+
+impl Batches {
+    /// Batches of `scan` (from its `after_id`, of at most its `limit` rows each) reading at
+    /// most `rows` rows in all.
+    pub(crate) fn new(scan: ExportScan, rows: u64) -> Self {
+        Batches {
+            scan,
+            remaining: rows,
+            complete: false,
+        }
+    }
+
+    /// The statement's scan for the next batch; `None` once the scan is complete or has read
+    /// its rows.
+    pub(crate) fn next_scan(&self) -> Option<ExportScan> {
+        if self.complete || self.remaining == 0 {
+            return None;
+        }
+        let mut scan = self.scan.clone();
+        scan.limit = usize::try_from(self.remaining).map_or(scan.limit, |r| scan.limit.min(r));
+        Some(scan)
+    }
+
+    /// Moves past `batch`, the batch read for [`Batches::next_scan`].
+    pub(crate) fn advance(&mut self, batch: &ExportBatch) {
+        self.remaining = self.remaining.saturating_sub(batch.read as u64);
+        self.complete = batch.complete;
+        if batch.last_id.is_some() {
+            self.scan.after_id.clone_from(&batch.last_id);
+        }
+    }
 }
 
 /// Whether a version from history passes the scan's time and deletion rules.
@@ -390,6 +480,7 @@ mod tests {
         let scan = ExportScan {
             resource_type: "Observation".into(),
             after_id: Some("o1".into()),
+            up_to: None,
             since: Some(5),
             cut: 10,
             include_deleted: true,
@@ -423,10 +514,69 @@ mod tests {
     }
 
     #[test]
+    fn split_points_cut_a_sample_into_even_slices() {
+        let ids = |r: std::ops::Range<u32>| r.map(|i| format!("{i:03}")).collect::<Vec<_>>();
+        let mut sample = ids(0..100);
+        sample.reverse();
+        assert_eq!(split_points(sample.clone(), 4), ["024", "049", "074"]);
+        assert_eq!(split_points(sample, 1), Vec::<String>::new());
+        // Full slices first; fewer samples than slices: no empty or repeated bounds.
+        assert_eq!(split_points(ids(0..5), 3), ["001", "003"]);
+        assert_eq!(split_points(ids(0..2), 5), ["000"]);
+        assert_eq!(split_points(Vec::new(), 3), Vec::<String>::new());
+        let sql = plan_sample(Dialect::Postgres, "Observation", 10);
+        assert_eq!(
+            sql.text,
+            "SELECT id FROM resources WHERE resource_type = $1 AND seq % $2 = 0"
+        );
+    }
+
+    #[test]
+    fn batches_continue_after_each_other_up_to_their_rows() {
+        let scan = ExportScan {
+            resource_type: "Patient".into(),
+            after_id: None,
+            up_to: None,
+            since: None,
+            cut: 10,
+            include_deleted: false,
+            filter: ExportFilter::All,
+            ids: None,
+            limit: 4,
+            as_ndjson: true,
+        };
+        let read = |n: usize, last: &str| ExportBatch {
+            read: n,
+            last_id: Some(last.into()),
+            complete: n < 4,
+            ..ExportBatch::default()
+        };
+        let mut batches = Batches::new(scan.clone(), 10);
+        assert_eq!(batches.next_scan(), Some(scan.clone()));
+        batches.advance(&read(4, "p4"));
+        batches.advance(&read(4, "p8"));
+        // Two rows left to read: the last statement asks for two.
+        let last = batches.next_scan().unwrap();
+        assert_eq!((last.after_id.as_deref(), last.limit), (Some("p8"), 2));
+        batches.advance(&read(2, "p10"));
+        assert_eq!(batches.next_scan(), None);
+        // Full batches end the scan once its rows are read.
+        let mut batches = Batches::new(scan.clone(), 8);
+        batches.advance(&read(4, "p4"));
+        batches.advance(&read(4, "p8"));
+        assert_eq!(batches.next_scan(), None);
+        // A batch short of its limit completes the scan.
+        let mut batches = Batches::new(scan, 100);
+        batches.advance(&read(3, "p3"));
+        assert_eq!(batches.next_scan(), None);
+    }
+
+    #[test]
     fn a_plain_lean_scan_has_only_the_keyset() {
         let scan = ExportScan {
             resource_type: "Patient".into(),
             after_id: Some("p1".into()),
+            up_to: Some("p9".into()),
             since: None,
             cut: 10,
             include_deleted: false,
@@ -439,7 +589,7 @@ mod tests {
         assert_eq!(
             sql.text,
             "SELECT id, last_updated, method, body FROM resources \
-             WHERE resource_type = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+             WHERE resource_type = ?1 AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?4"
         );
         // Anything else keeps its conditions, with the lean columns.
         let since = ExportScan {
@@ -451,6 +601,6 @@ mod tests {
             sql.text
                 .starts_with("SELECT id, last_updated, method, body FROM resources")
         );
-        assert!(sql.text.contains("last_updated > ?4"), "{}", sql.text);
+        assert!(sql.text.contains("last_updated > ?5"), "{}", sql.text);
     }
 }

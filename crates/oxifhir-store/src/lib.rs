@@ -26,6 +26,8 @@ pub use types::*;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 /// Where a store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,9 +122,38 @@ pub trait Store: Send + Sync + 'static {
     /// order after `scan.after_id` (see [`export`]).
     async fn export_scan(&self, scan: &ExportScan) -> StoreResult<ExportBatch>;
 
+    /// The batches of an export scan one after another, each continuing after the one
+    /// before (from `scan.after_id`, at most `scan.limit` rows each), until the scan is
+    /// complete or has read `rows` rows. A backend may read ahead of the consumer; dropping
+    /// the stream stops the scan.
+    fn export_batches(
+        &self,
+        scan: ExportScan,
+        rows: u64,
+    ) -> BoxStream<'_, StoreResult<ExportBatch>> {
+        let batches = export::Batches::new(scan, rows);
+        futures::stream::unfold(Some(batches), move |batches| async move {
+            let mut batches = batches?;
+            let scan = batches.next_scan()?;
+            match self.export_scan(&scan).await {
+                Ok(batch) => {
+                    batches.advance(&batch);
+                    Some((Ok(batch), Some(batches)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed()
+    }
+
     /// How many live resources at or before the cut the scan keeps, not counting resources
     /// changed after the cut (for progress reports).
     async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64>;
+
+    /// About one id in `every` of the current resources of a type (deleted ones included),
+    /// unordered, the same on every call over the same data: for cutting an export of the
+    /// type into slices ([`export::split_points`]) that run side by side.
+    async fn export_sample(&self, resource_type: &str, every: u64) -> StoreResult<Vec<String>>;
 
     /// The custom search parameters marked as indexed for all stored resources.
     async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>>;

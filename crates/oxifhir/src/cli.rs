@@ -145,6 +145,11 @@ pub struct ExportArgs {
     #[arg(long, env = "OXIFHIR_EXPORT_PART_SIZE", default_value_t = 100_000)]
     pub export_part_size: u64,
 
+    /// Slices of an export read side by side (a type larger than one file is cut into
+    /// slices of about a file each); 1 exports each type whole, in turn.
+    #[arg(long, env = "OXIFHIR_EXPORT_PARALLEL", default_value_t = 2)]
+    pub export_parallel: usize,
+
     /// An export file is closed once it holds this many bytes.
     #[arg(long, env = "OXIFHIR_EXPORT_PART_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub export_part_bytes: u64,

@@ -51,6 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             file_resources: args.export.export_part_size.max(1),
             file_bytes: args.export.export_part_bytes.max(1),
             batch: args.export.export_batch.max(1),
+            parallel: args.export.export_parallel.max(1),
             throttle: args.export.export_throttle,
             settle: args.export.export_settle,
         },

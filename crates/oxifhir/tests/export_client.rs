@@ -513,7 +513,7 @@ async fn a_file_that_does_not_match_its_count_fails_the_export() {
     assert!(!ok);
     assert!(
         stderr.contains(
-            "do not match the manifest: Patient-1.ndjson has 7 lines, the manifest says 8"
+            "do not match the manifest: Patient-1.ndjson has 6 lines, the manifest says 7"
         ),
         "{stderr}"
     );

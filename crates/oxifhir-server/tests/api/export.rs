@@ -422,6 +422,64 @@ fhir_test! {
     }
 }
 
+/// The names and counts of a manifest's output files, in order.
+fn names_and_counts(manifest: &Value) -> Vec<(String, u64)> {
+    manifest["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["url"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                i["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fhir_test! {
+    options = TestOptions {
+        export: ExportConfig { file_resources: 2, batch: 1, ..TestOptions::default().export },
+        ..TestOptions::default()
+    };
+    async fn a_large_type_is_cut_into_slices_read_side_by_side(s: &TestServer) {
+        for i in 0..9 {
+            put(s, json!({"resourceType": "Patient", "id": format!("s{i}")})).await;
+        }
+        // Nine Patients, two a file: five slices of two ids each at most, in id order,
+        // listed in slice order whichever finished first.
+        let manifest = export(s, "$export?_type=Patient").await;
+        let expected: Vec<(String, u64)> = [2, 2, 2, 2, 1].into_iter().enumerate()
+            .map(|(n, count)| (format!("Patient-{}-1.ndjson", n + 1), count)).collect();
+        assert_eq!(names_and_counts(&manifest), expected);
+        let all: BTreeSet<String> = (0..9).map(|i| format!("s{i}")).collect();
+        assert_eq!(output(s, &manifest).await["Patient"], all);
+    }
+}
+
+fhir_test! {
+    options = TestOptions {
+        export: ExportConfig { file_resources: 2, batch: 1, parallel: 1,
+                               ..TestOptions::default().export },
+        ..TestOptions::default()
+    };
+    async fn one_at_a_time_a_type_is_read_whole(s: &TestServer) {
+        for i in 0..5 {
+            put(s, json!({"resourceType": "Patient", "id": format!("s{i}")})).await;
+        }
+        let manifest = export(s, "$export?_type=Patient").await;
+        let expected: Vec<(String, u64)> = [2, 2, 1].into_iter().enumerate()
+            .map(|(n, count)| (format!("Patient-{}.ndjson", n + 1), count)).collect();
+        assert_eq!(names_and_counts(&manifest), expected);
+    }
+}
+
 fhir_test! {
     options = TestOptions {
         export: ExportConfig { file_resources: 1, batch: 1, throttle: Duration::from_millis(100),

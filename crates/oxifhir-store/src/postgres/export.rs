@@ -46,3 +46,19 @@ pub(super) async fn scan_count(client: &ClientWrapper, scan: &ExportScan) -> Sto
     let n = count(client, &export::plan_count(Dialect::Postgres, scan)).await?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
+
+/// A sample of a type's ids (see [`export::plan_sample`]).
+pub(super) async fn sample(
+    client: &ClientWrapper,
+    resource_type: &str,
+    every: u64,
+) -> StoreResult<Vec<String>> {
+    let rows = query(
+        client,
+        &export::plan_sample(Dialect::Postgres, resource_type, every),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(map_err))
+        .collect()
+}

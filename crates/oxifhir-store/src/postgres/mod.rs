@@ -232,6 +232,10 @@ impl Store for PostgresStore {
         export::scan_count(&*self.client().await?, scan).await
     }
 
+    async fn export_sample(&self, resource_type: &str, every: u64) -> StoreResult<Vec<String>> {
+        export::sample(&*self.client().await?, resource_type, every).await
+    }
+
     async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>> {
         let client = self.client().await?;
         let rows = client

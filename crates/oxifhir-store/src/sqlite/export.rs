@@ -66,6 +66,20 @@ pub(super) fn scan_count(conn: &Connection, scan: &ExportScan) -> StoreResult<u6
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// A sample of a type's ids (see [`export::plan_sample`]).
+pub(super) fn sample(
+    conn: &Connection,
+    resource_type: &str,
+    every: u64,
+) -> StoreResult<Vec<String>> {
+    let statement = export::plan_sample(Dialect::Sqlite, resource_type, every);
+    let mut stmt = conn.prepare_cached(&statement.text).map_err(map_err)?;
+    let ids = stmt
+        .query_map(params_from_iter(statement.params.iter()), |row| row.get(0))
+        .map_err(map_err)?;
+    ids.collect::<Result<_, _>>().map_err(map_err)
+}
+
 /// The current version of `resource_type/id`, read in the scan's own transaction.
 fn current_version(
     conn: &Connection,

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
@@ -37,7 +39,7 @@ use schema::Role;
 const READERS: usize = 4;
 
 /// Number of scanner connections (export and reindex scans; see [`schema::Role::Scanner`]).
-const SCANNERS: usize = 2;
+const SCANNERS: usize = 4;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -238,10 +240,52 @@ impl Store for SqliteStore {
             .await
     }
 
+    /// Batches are read on a connection of their own by one blocking task, which keeps
+    /// reading while the consumer handles the batches before (two wait at most).
+    fn export_batches(
+        &self,
+        scan: ExportScan,
+        rows: u64,
+    ) -> BoxStream<'_, StoreResult<ExportBatch>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let scanners = self.scanners.clone();
+        tokio::spawn(async move {
+            let batches = crate::export::Batches::new(scan, rows);
+            let read = sender.clone();
+            let done = scanners
+                .run(move |conn| {
+                    let mut batches = batches;
+                    while let Some(scan) = batches.next_scan() {
+                        let batch = export::scan(conn, &scan)?;
+                        batches.advance(&batch);
+                        if read.blocking_send(Ok(batch)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = done {
+                let _ = sender.send(Err(e)).await;
+            }
+        });
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        })
+        .boxed()
+    }
+
     async fn export_count(&self, scan: &ExportScan) -> StoreResult<u64> {
         let scan = scan.clone();
         self.scanners
             .run(move |conn| export::scan_count(conn, &scan))
+            .await
+    }
+
+    async fn export_sample(&self, resource_type: &str, every: u64) -> StoreResult<Vec<String>> {
+        let resource_type = resource_type.to_owned();
+        self.scanners
+            .run(move |conn| export::sample(conn, &resource_type, every))
             .await
     }
     async fn indexed_params(&self) -> StoreResult<Vec<IndexedParam>> {

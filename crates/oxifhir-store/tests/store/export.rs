@@ -1,5 +1,6 @@
 //! Export scans: versions at a cut, keyset batches by id, `since`, deletions, compartments.
 
+use futures::StreamExt;
 use oxifhir_store::{ExportFilter, ExportRow, ExportScan, IndexEntries, ReferenceEntry, Store};
 
 use crate::harness::{Harness, WriteExt, delete, put, write};
@@ -8,6 +9,7 @@ fn scan(resource_type: &str, cut: i64) -> ExportScan {
     ExportScan {
         resource_type: resource_type.into(),
         after_id: None,
+        up_to: None,
         since: None,
         cut,
         include_deleted: false,
@@ -240,8 +242,95 @@ async fn export_scan_filters_by_compartment(h: Harness) {
     assert!(all(store, s).await.is_empty());
 }
 
+/// The ids of the lines and rows of every batch of `export_batches`, batch by batch.
+async fn batch_ids(store: &dyn Store, scan: ExportScan, rows: u64) -> Vec<Vec<String>> {
+    let mut batches = store.export_batches(scan, rows);
+    let mut out = Vec::new();
+    while let Some(batch) = batches.next().await {
+        let batch = batch.expect("batch");
+        let text = String::from_utf8(batch.ndjson).expect("utf-8");
+        let mut ids: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let body: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                body["id"].as_str().expect("id").to_owned()
+            })
+            .collect();
+        ids.extend(batch.rows.iter().map(|r| r.version.id.clone()));
+        ids.sort();
+        assert_eq!(
+            batch.last_id.as_ref(),
+            ids.last(),
+            "the batch ends at its last id"
+        );
+        out.push(ids);
+    }
+    out
+}
+
+async fn export_batches_follow_each_other_within_a_slice(h: Harness) {
+    let store = h.store.as_ref();
+    let ids: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    for id in &ids {
+        write(store, put("Patient", id, 1, 100))
+            .await
+            .expect("write");
+    }
+    let mut plain = scan("Patient", 1_000);
+    plain.as_ndjson = true;
+    plain.limit = 3;
+    // Batches of three continue after each other to the end.
+    let batches = batch_ids(store, plain.clone(), 100).await;
+    assert_eq!(
+        batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        [3, 3, 3, 1]
+    );
+    assert_eq!(batches.concat(), ids);
+    // At most seven rows: the last batch asks for one.
+    let batches = batch_ids(store, plain.clone(), 7).await;
+    assert_eq!(batches.concat(), ids[..7]);
+    // A slice: after p2 up to p6 (inclusive), whatever the batch size.
+    for limit in [1, 2, 100] {
+        let slice = ExportScan {
+            after_id: Some("p2".into()),
+            up_to: Some("p6".into()),
+            limit,
+            ..plain.clone()
+        };
+        assert_eq!(batch_ids(store, slice, 100).await.concat(), ids[3..7]);
+    }
+    // Dropping the stream early stops the scan without harm.
+    let mut batches = store.export_batches(plain.clone(), 100);
+    assert!(batches.next().await.expect("a batch").is_ok());
+    drop(batches);
+    // Samples: every id at one in one; the same sample every time; bounds that cut the ids
+    // into even slices.
+    let mut every = store.export_sample("Patient", 1).await.expect("sample");
+    every.sort();
+    assert_eq!(every, ids);
+    let third = store.export_sample("Patient", 3).await.expect("sample");
+    assert!(!third.is_empty() && third.len() <= 4, "{third:?}");
+    assert_eq!(
+        store.export_sample("Patient", 3).await.expect("sample"),
+        third
+    );
+    assert!(
+        store
+            .export_sample("Observation", 1)
+            .await
+            .expect("sample")
+            .is_empty()
+    );
+    assert_eq!(
+        oxifhir_store::export::split_points(every, 2),
+        ["p4"],
+        "two slices of five"
+    );
+}
+
 store_tests!(
     export_scan_reads_versions_at_the_cut,
     export_scan_as_ndjson_yields_the_same_versions,
-    export_scan_filters_by_compartment
+    export_scan_filters_by_compartment,
+    export_batches_follow_each_other_within_a_slice
 );

@@ -145,6 +145,7 @@ async fn raw_scan(store: &dyn Store) -> anyhow::Result<f64> {
                 .export_scan(&ExportScan {
                     resource_type: (*t).to_owned(),
                     after_id: after_id.clone(),
+                    up_to: None,
                     since: None,
                     cut: i64::MAX,
                     include_deleted: false,

@@ -12,10 +12,18 @@
 //! just before they commit, so the scan starts a short settle interval after the cut: a write
 //! stamped at or before the cut has committed by then.
 //!
-//! **Resuming.** A checkpoint records the type being exported, the last id of the finished
-//! part, the part number and the files finished so far. A resumed attempt restarts the current
-//! part from that id and rewrites its files under the same names, so no resource is lost or
-//! written twice.
+//! **Slices.** A type with more resources than one file holds is cut into slices, runs of its
+//! ids of about a file each, bounded by ids from a sample of the type
+//! ([`Store::export_sample`](oxifhir_store::Store::export_sample)); up to
+//! `ExportConfig::parallel` slices are exported side by side, each its own keyset scan into
+//! files of its own (`{type}-{slice}-{part}.ndjson`; an uncut type's are `{type}-{part}`).
+//! The first attempt plans the slices; the manifest lists files in type, slice and part
+//! order, so an export's files do not depend on which slice finished first.
+//!
+//! **Resuming.** A checkpoint records, for every slice, the last id of its finished parts,
+//! its next part number and its files, after each part of any slice. A resumed attempt
+//! restarts each unfinished slice's current part from that id and rewrites its files under
+//! the same names, so no resource is lost or written twice.
 //!
 //! **Filters.** The Patient compartment filter is applied in SQL to current versions; a
 //! resource that changed after the cut is checked against its version at the cut here (its
@@ -23,6 +31,9 @@
 //! batch's ids, so they judge the current version of a resource.
 
 use std::collections::HashSet;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use async_trait::async_trait;
 use oxifhir_jobs::{Job, JobContext, JobError, JobOutput};
@@ -67,15 +78,42 @@ struct Progress {
     total: u64,
     /// Resources written in finished parts.
     exported: u64,
-    /// Index into the request's types of the type being exported.
-    type_index: usize,
-    /// The last id of the finished parts of that type.
-    after_id: Option<String>,
-    /// The number of the next part of that type.
-    part: u32,
-    files: Vec<ExportFile>,
+    /// How many of the request's types are planned: counted, and cut into `slices`.
+    planned: usize,
+    /// The slices of the planned types, in the order their files are listed.
+    slices: Vec<Slice>,
     /// The Patients whose compartments are exported; `None` for all (or a system export).
     patients: Option<Vec<String>>,
+}
+
+/// A run of one type's ids, exported part after part into files of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Slice {
+    /// Index into the request's types.
+    type_index: usize,
+    /// The slice's number among its type's (from 1); `None` for a type exported whole.
+    number: Option<u32>,
+    /// About how many resources the slice holds, when planned.
+    rows: u64,
+    /// The last id of the finished parts, or where the slice starts (exclusive).
+    after_id: Option<String>,
+    /// The slice's last id (inclusive); `None` runs to the type's last.
+    up_to: Option<String>,
+    /// The number of the next part.
+    part: u32,
+    done: bool,
+    files: Vec<ExportFile>,
+}
+
+impl Slice {
+    /// The name of this slice's next output (or, with `deleted`, deletion) file.
+    fn file_name(&self, resource_type: &str, deleted: bool) -> String {
+        let kind = if deleted { "-deleted" } else { "" };
+        match self.number {
+            None => format!("{resource_type}{kind}-{}.ndjson", self.part),
+            Some(n) => format!("{resource_type}{kind}-{n}-{}.ndjson", self.part),
+        }
+    }
 }
 
 impl Progress {
@@ -146,16 +184,71 @@ impl Job for ExportJob {
             ctx,
             export: &export,
             files: &files,
+            cut: progress.cut,
+            patients: progress.patients.clone(),
         };
-        while progress.type_index < export.types.len() {
-            run.part(&mut progress).await?;
-            ctx.set_progress(progress.text());
-            ctx.checkpoint(
-                &checkpoint_bytes(&progress)?,
-                Some(Instant::from_millis(progress.cut)),
-            )
-            .await?;
+        let lanes = self.server.config().export.parallel.max(1);
+        // The types not planned yet are counted and cut into slices, two at a time, while
+        // the slices planned so far are exported.
+        let (cut, patients) = (progress.cut, progress.patients.clone());
+        let mut planning = futures::stream::iter(progress.planned..export.types.len())
+            .map(|i| self.plan_type(ctx, &export, i, cut, &patients))
+            .buffered(2);
+        let mut all_planned = false;
+        let mut running = FuturesUnordered::new();
+        let mut busy = HashSet::new();
+        loop {
+            // Larger slices first, so that the lanes finish together.
+            let mut waiting: Vec<usize> = (0..progress.slices.len())
+                .filter(|&i| !progress.slices[i].done && !busy.contains(&i))
+                .collect();
+            waiting.sort_by_key(|&i| std::cmp::Reverse(progress.slices[i].rows));
+            for i in waiting
+                .into_iter()
+                .take(lanes.saturating_sub(running.len()))
+            {
+                busy.insert(i);
+                let slice = progress.slices[i].clone();
+                let run = &run;
+                running.push(async move { (i, run.part(slice).await) });
+            }
+            if running.is_empty() && all_planned {
+                break;
+            }
+            tokio::select! {
+                plan = planning.next(), if !all_planned => match plan {
+                    Some(plan) => {
+                        let (count, slices) = plan?;
+                        progress.total += count;
+                        progress.slices.extend(slices);
+                        progress.planned += 1;
+                    }
+                    None => all_planned = true,
+                },
+                Some((i, outcome)) = running.next(), if !running.is_empty() => {
+                    let (slice, exported) = outcome?;
+                    busy.remove(&i);
+                    // A part that wrote no file has nothing a resumed attempt could lose.
+                    let wrote = slice.files.len() > progress.slices[i].files.len();
+                    progress.slices[i] = slice;
+                    progress.exported += exported;
+                    ctx.set_progress(progress.text());
+                    if wrote {
+                        ctx.checkpoint(
+                            &checkpoint_bytes(&progress)?,
+                            Some(Instant::from_millis(progress.cut)),
+                        )
+                        .await?;
+                    }
+                }
+            }
         }
+        drop(running);
+        let mut output: Vec<ExportFile> = progress
+            .slices
+            .into_iter()
+            .flat_map(|slice| slice.files)
+            .collect();
         if !export.ignored.is_empty() {
             let mut errors = files.create(&ctx.job().id, "errors.ndjson");
             for text in &export.ignored {
@@ -164,7 +257,7 @@ impl Job for ExportJob {
                     .await
                     .map_err(transient)?;
             }
-            progress.files.push(ExportFile {
+            output.push(ExportFile {
                 kind: FileKind::Error,
                 resource_type: "OperationOutcome".into(),
                 name: "errors.ndjson".into(),
@@ -174,7 +267,7 @@ impl Job for ExportJob {
         let result = ExportResult {
             transaction_time: progress.cut,
             request: ctx.job().request_url.clone(),
-            files: progress.files,
+            files: output,
         };
         Ok(JobOutput {
             failed: false,
@@ -238,19 +331,12 @@ impl ExportJob {
             _ = tokio::time::sleep(settings.settle) => {}
             _ = ctx.stopped() => return Err(JobError::Stopped),
         }
-        let mut total = 0;
-        for resource_type in &export.types {
-            let scan = scan_of(export, resource_type, cut, &patients, None, 1);
-            total += ctx.store().export_count(&scan).await?;
-        }
         let progress = Progress {
             cut,
-            total,
+            total: 0,
             exported: 0,
-            type_index: 0,
-            after_id: None,
-            part: 1,
-            files: Vec::new(),
+            planned: 0,
+            slices: Vec::new(),
             patients,
         };
         ctx.set_progress(progress.text());
@@ -260,6 +346,73 @@ impl ExportJob {
         )
         .await?;
         Ok(Ok(progress))
+    }
+
+    /// The count (for progress) and the slices of the request's type `type_index`.
+    async fn plan_type(
+        &self,
+        ctx: &JobContext,
+        export: &ExportRequest,
+        type_index: usize,
+        cut: i64,
+        patients: &Option<Vec<String>>,
+    ) -> Result<(u64, Vec<Slice>), JobError> {
+        let resource_type = &export.types[type_index];
+        let scan = scan_of(export, resource_type, cut, patients, None, 1);
+        let count = ctx.store().export_count(&scan).await?;
+        let slices = self
+            .plan_slices(ctx, type_index, resource_type, count)
+            .await?;
+        Ok((count, slices))
+    }
+
+    /// The slices of a type of `count` resources: one per file's worth when slices run side
+    /// by side, else the whole type.
+    async fn plan_slices(
+        &self,
+        ctx: &JobContext,
+        type_index: usize,
+        resource_type: &str,
+        count: u64,
+    ) -> Result<Vec<Slice>, JobError> {
+        let settings = &self.server.config().export;
+        let wanted = usize::try_from(count.div_ceil(settings.file_resources.max(1))).unwrap_or(1);
+        let whole = Slice {
+            type_index,
+            number: None,
+            rows: count,
+            after_id: None,
+            up_to: None,
+            part: 1,
+            done: false,
+            files: Vec::new(),
+        };
+        if settings.parallel <= 1 || wanted <= 1 {
+            return Ok(vec![whole]);
+        }
+        // About a hundred sampled ids a slice place its bounds within a few percent.
+        let every = count / (wanted as u64 * 100);
+        let sample = ctx
+            .store()
+            .export_sample(resource_type, every.max(1))
+            .await?;
+        let points = oxifhir_store::export::split_points(sample, wanted);
+        let mut starts = vec![None];
+        starts.extend(points.iter().cloned().map(Some));
+        let mut ends: Vec<Option<String>> = points.into_iter().map(Some).collect();
+        ends.push(None);
+        Ok(starts
+            .into_iter()
+            .zip(ends)
+            .zip(1..)
+            .map(|((after_id, up_to), number)| Slice {
+                number: Some(number),
+                rows: count / wanted as u64,
+                after_id,
+                up_to,
+                ..whole.clone()
+            })
+            .collect())
     }
 }
 
@@ -296,6 +449,7 @@ fn scan_of(
     let mut scan = ExportScan {
         resource_type: resource_type.to_owned(),
         after_id,
+        up_to: None,
         since: export.since.map(Instant::millis),
         cut,
         include_deleted: export.since.is_some(),
@@ -314,13 +468,18 @@ pub(super) struct Run<'a> {
     pub(super) ctx: &'a JobContext,
     pub(super) export: &'a ExportRequest,
     files: &'a ExportFiles,
+    /// The cut (transaction time), in milliseconds.
+    cut: i64,
+    /// The Patients whose compartments are exported; `None` for all.
+    patients: Option<Vec<String>>,
 }
 
 impl Run<'_> {
-    /// Writes the next part of the current type and moves `progress` past it.
-    async fn part(&self, progress: &mut Progress) -> Result<(), JobError> {
+    /// Writes the next part of a slice; returns the slice moved past it and the resources
+    /// the part's output files hold.
+    async fn part(&self, mut slice: Slice) -> Result<(Slice, u64), JobError> {
         let settings = &self.server.config().export;
-        let resource_type = self.export.types[progress.type_index].clone();
+        let resource_type = self.export.types[slice.type_index].clone();
         let filters = self.type_filters(&resource_type).await?;
         let elements: Vec<&ElementSelector> = self
             .export
@@ -333,48 +492,42 @@ impl Run<'_> {
             })
             .collect();
         let job_id = &self.ctx.job().id;
-        let output_name = format!("{resource_type}-{}.ndjson", progress.part);
-        let deleted_name = format!("{resource_type}-deleted-{}.ndjson", progress.part);
+        let output_name = slice.file_name(&resource_type, false);
+        let deleted_name = slice.file_name(&resource_type, true);
         let mut output: Option<FileWriter> = None;
         let mut deleted: Option<FileWriter> = None;
-        let mut after_id = progress.after_id.clone();
+        let mut after_id = slice.after_id.clone();
         let max_lines = settings.file_resources.max(1);
-        let batch_limit = |written: u64| {
-            let room = usize::try_from(max_lines - written.min(max_lines)).unwrap_or(usize::MAX);
-            settings.batch.max(1).min(room.max(1))
-        };
         let store = self.ctx.store();
         // Without `_typeFilter`, `_elements` or a Provenance rule, current versions come as
         // stored NDJSON.
         let as_ndjson = filters.is_empty()
             && elements.is_empty()
             && !super::provenance::selects(self.export, &resource_type);
-        let fetch = |after_id: Option<String>, limit: usize| {
-            let mut scan = scan_of(
-                self.export,
-                &resource_type,
-                progress.cut,
-                &progress.patients,
-                after_id,
-                limit,
-            );
-            scan.as_ndjson = as_ndjson;
-            async move {
-                let batch = store.export_scan(&scan).await;
-                (scan, batch)
-            }
-        };
-        // The next batch is read while the current one is written.
-        let mut next = fetch(after_id.clone(), batch_limit(0)).await;
-        let type_done = loop {
+        let mut scan = scan_of(
+            self.export,
+            &resource_type,
+            self.cut,
+            &self.patients,
+            after_id.clone(),
+            settings.batch.max(1),
+        );
+        scan.up_to = slice.up_to.clone();
+        scan.as_ndjson = as_ndjson;
+        // A file's worth of rows at most; the next batch is read while one is written.
+        let mut batches = store.export_batches(scan.clone(), max_lines);
+        let mut next = batches
+            .next()
+            .await
+            .ok_or_else(|| transient("the export scan returned no batch"))?;
+        let slice_done = loop {
             self.ctx.check()?;
-            let (scan, batch) = next;
-            let batch = batch?;
+            let batch = next?;
             if !settings.throttle.is_zero() {
                 tokio::time::sleep(settings.throttle).await;
             }
             let rows = self.keep(&scan, &filters, batch.rows).await?;
-            let rows = super::provenance::select(self, &scan, &progress.patients, rows).await?;
+            let rows = super::provenance::select(self, &scan, &self.patients, rows).await?;
             let mut lines = Lines::from_ndjson(batch.ndjson, batch.ndjson_lines);
             let mut tombstones = Lines::default();
             for row in rows {
@@ -401,7 +554,16 @@ impl Run<'_> {
             let deleted = writer_for(&mut deleted, &tombstones, || {
                 self.files.create(job_id, &deleted_name)
             });
-            let (wrote, fetched) = tokio::join!(
+            // The fetch comes first: `join!` polls in order, and a backend that reads on
+            // demand starts the next batch before the write copies this one.
+            let (fetched, wrote) = tokio::join!(
+                async {
+                    if more {
+                        Some(batches.next().await)
+                    } else {
+                        None
+                    }
+                },
                 async {
                     if let Some(writer) = output {
                         writer.write(lines).await?;
@@ -410,21 +572,17 @@ impl Run<'_> {
                         writer.write(tombstones).await?;
                     }
                     Ok::<(), String>(())
-                },
-                async {
-                    if more {
-                        Some(fetch(after_id.clone(), batch_limit(written)).await)
-                    } else {
-                        None
-                    }
                 }
             );
             wrote.map_err(transient)?;
             match fetched {
-                Some(fetched) => next = fetched,
+                Some(Some(fetched)) => next = fetched,
+                // The part has read its rows; the slice goes on in the next part.
+                Some(None) => break false,
                 None => break batch.complete,
             }
         };
+        let mut exported = 0;
         for (writer, kind, name, file_type) in [
             (
                 output,
@@ -437,9 +595,9 @@ impl Run<'_> {
             if let Some(writer) = writer {
                 let count = writer.finish().await.map_err(transient)?;
                 if kind == FileKind::Output {
-                    progress.exported += count;
+                    exported += count;
                 }
-                progress.files.push(ExportFile {
+                slice.files.push(ExportFile {
                     kind,
                     resource_type: file_type.to_owned(),
                     name,
@@ -447,15 +605,14 @@ impl Run<'_> {
                 });
             }
         }
-        if type_done {
-            progress.type_index += 1;
-            progress.after_id = None;
-            progress.part = 1;
+        drop(batches);
+        if slice_done {
+            slice.done = true;
         } else {
-            progress.after_id = after_id;
-            progress.part += 1;
+            slice.after_id = after_id;
+            slice.part += 1;
         }
-        Ok(())
+        Ok((slice, exported))
     }
 
     /// The parsed `_typeFilter` queries of a type (empty: no filter).

@@ -213,6 +213,7 @@ async fn present(
     let scan = ExportScan {
         resource_type: t.to_owned(),
         after_id: None,
+        up_to: None,
         since,
         cut,
         include_deleted: false,
@@ -291,6 +292,7 @@ async fn latest(
                 let scan = ExportScan {
                     resource_type: PROVENANCE.to_owned(),
                     after_id: None,
+                    up_to: None,
                     since: None,
                     cut,
                     include_deleted: false,

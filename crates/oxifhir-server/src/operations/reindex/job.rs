@@ -103,6 +103,7 @@ fn scan(plan: &Plan, resource_type: &str, after_id: Option<String>, limit: usize
     ExportScan {
         resource_type: resource_type.to_owned(),
         after_id,
+        up_to: None,
         since: None,
         cut: i64::MAX,
         include_deleted: false,

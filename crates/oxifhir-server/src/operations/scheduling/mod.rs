@@ -397,6 +397,7 @@ pub async fn index_slot_ends(server: &FhirServer) -> ApiResult<u64> {
             .export_scan(&ExportScan {
                 resource_type: "Slot".into(),
                 after_id: after_id.take(),
+                up_to: None,
                 since: None,
                 cut,
                 include_deleted: false,

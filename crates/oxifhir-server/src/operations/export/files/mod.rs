@@ -1,7 +1,10 @@
 //! Export files, stored through the `object_store` crate: a local directory by default, or an
 //! S3-compatible bucket (`s3://bucket/prefix`, configured by the usual `AWS_*` environment
 //! variables, `AWS_ENDPOINT` for a non-AWS endpoint) so that every node of a PostgreSQL
-//! deployment serves every file. A job's files live under `{prefix}/{job id}/{name}`.
+//! deployment serves every file. A job's files live under `{prefix}/{job id}/{name}`. Files
+//! in a local directory are written by [`direct`], past the page cache.
+
+mod direct;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +63,10 @@ impl std::fmt::Display for ExportLocation {
 pub struct ExportFiles {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The directory of a local store, which files are written into directly.
+    local: Option<PathBuf>,
+    /// Buffers local files share.
+    parts: direct::Parts,
 }
 
 impl std::fmt::Debug for ExportFiles {
@@ -122,6 +129,8 @@ impl ExportFiles {
                 Ok(ExportFiles {
                     store: Arc::new(store),
                     prefix: Path::default(),
+                    local: Some(dir.clone()),
+                    parts: direct::Parts::default(),
                 })
             }
             ExportLocation::S3 { bucket, prefix } => {
@@ -141,6 +150,8 @@ impl ExportFiles {
                 Ok(ExportFiles {
                     store: Arc::new(store),
                     prefix: Path::from(prefix.as_str()),
+                    local: None,
+                    parts: direct::Parts::default(),
                 })
             }
         }
@@ -157,11 +168,20 @@ impl ExportFiles {
     /// A new file `name` of job `job_id`, replacing any earlier one of that name once it is
     /// finished.
     pub fn create(&self, job_id: &str, name: &str) -> FileWriter {
-        FileWriter {
+        let sink = match &self.local {
+            Some(dir) => Sink::Local(direct::DirectFile::create(
+                dir.join(job_id).join(name),
+                self.parts.clone(),
+            )),
             // One part in memory and at most two in flight (5 MiB is S3's smallest part), so
             // an export's memory does not grow with the defaults' eight 10 MiB parts.
-            writer: BufWriter::with_capacity(self.store.clone(), self.path(job_id, name), PART)
-                .with_max_concurrency(2),
+            None => Sink::Store(
+                BufWriter::with_capacity(self.store.clone(), self.path(job_id, name), PART)
+                    .with_max_concurrency(2),
+            ),
+        };
+        FileWriter {
+            sink,
             lines: 0,
             bytes: 0,
         }
@@ -298,9 +318,17 @@ impl Lines {
 /// bounded whatever the file's size. The file appears only when [`FileWriter::finish`]
 /// succeeds.
 pub struct FileWriter {
-    writer: BufWriter,
+    sink: Sink,
     lines: u64,
     bytes: u64,
+}
+
+/// Where a [`FileWriter`]'s bytes go.
+enum Sink {
+    /// An object store's buffered upload.
+    Store(BufWriter),
+    /// A file in a local directory.
+    Local(direct::DirectFile),
 }
 
 impl FileWriter {
@@ -311,17 +339,20 @@ impl FileWriter {
         self.write(lines).await
     }
 
-    /// Appends `lines` in one piece (their buffer becomes part of the upload, uncopied).
+    /// Appends `lines` in one piece.
     pub async fn write(&mut self, lines: Lines) -> Result<(), String> {
         if lines.count == 0 {
             return Ok(());
         }
         self.lines += lines.count;
         self.bytes += lines.bytes.len() as u64;
-        self.writer
-            .put(Bytes::from(lines.bytes))
-            .await
-            .map_err(|e| e.to_string())
+        match &mut self.sink {
+            Sink::Store(writer) => writer
+                .put(Bytes::from(lines.bytes))
+                .await
+                .map_err(|e| e.to_string()),
+            Sink::Local(file) => file.write(&lines.bytes).await.map_err(|e| e.to_string()),
+        }
     }
 
     /// Lines written so far.
@@ -335,8 +366,12 @@ impl FileWriter {
     }
 
     /// Completes the upload; returns the number of lines.
-    pub async fn finish(mut self) -> Result<u64, String> {
-        self.writer.shutdown().await.map_err(|e| e.to_string())?;
+    pub async fn finish(self) -> Result<u64, String> {
+        match self.sink {
+            Sink::Store(mut writer) => writer.shutdown().await,
+            Sink::Local(file) => file.finish().await,
+        }
+        .map_err(|e| e.to_string())?;
         Ok(self.lines)
     }
 }
