@@ -1,6 +1,6 @@
-//! The export job: per resource type a keyset scan by id of the versions at the cut, their
-//! stored bytes written straight into NDJSON files split by count and size, a checkpoint after
-//! each file part.
+//! The export job: per resource type (or per slice of a large one) a keyset scan by id of the
+//! versions at the cut, their stored bytes written straight into NDJSON files split by count
+//! and size, a checkpoint after each file part.
 //!
 //! **The consistent cut.** The first attempt takes `transactionTime` = now (capped by
 //! `_until`) and stores it with its first checkpoint; every later attempt reuses it. The scan
@@ -17,8 +17,9 @@
 //! ([`Store::export_sample`](oxifhir_store::Store::export_sample)); up to
 //! `ExportConfig::parallel` slices are exported side by side, each its own keyset scan into
 //! files of its own (`{type}-{slice}-{part}.ndjson`; an uncut type's are `{type}-{part}`).
-//! The first attempt plans the slices; the manifest lists files in type, slice and part
-//! order, so an export's files do not depend on which slice finished first.
+//! Types are counted and sliced in order while the slices planned so far are exported, and
+//! the plan so far is part of every checkpoint. The manifest lists files in type, slice and
+//! part order, so an export's files do not depend on which slice finished first.
 //!
 //! **Resuming.** A checkpoint records, for every slice, the last id of its finished parts,
 //! its next part number and its files, after each part of any slice. A resumed attempt
