@@ -47,6 +47,7 @@ use serde_json::{Map, Value, json};
 use super::files::{ExportFiles, FileWriter, Lines};
 use super::manifest::{ExportFile, ExportResult, FileKind};
 use super::params::{self, ElementSelector, ExportLevel, ExportRequest, TypeFilter};
+use super::slices::{self, Slice};
 use crate::error::ApiError;
 use crate::interactions::search;
 use crate::prefer::Preferences;
@@ -85,36 +86,6 @@ struct Progress {
     slices: Vec<Slice>,
     /// The Patients whose compartments are exported; `None` for all (or a system export).
     patients: Option<Vec<String>>,
-}
-
-/// A run of one type's ids, exported part after part into files of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Slice {
-    /// Index into the request's types.
-    type_index: usize,
-    /// The slice's number among its type's (from 1); `None` for a type exported whole.
-    number: Option<u32>,
-    /// About how many resources the slice holds, when planned.
-    rows: u64,
-    /// The last id of the finished parts, or where the slice starts (exclusive).
-    after_id: Option<String>,
-    /// The slice's last id (inclusive); `None` runs to the type's last.
-    up_to: Option<String>,
-    /// The number of the next part.
-    part: u32,
-    done: bool,
-    files: Vec<ExportFile>,
-}
-
-impl Slice {
-    /// The name of this slice's next output (or, with `deleted`, deletion) file.
-    fn file_name(&self, resource_type: &str, deleted: bool) -> String {
-        let kind = if deleted { "-deleted" } else { "" };
-        match self.number {
-            None => format!("{resource_type}{kind}-{}.ndjson", self.part),
-            Some(n) => format!("{resource_type}{kind}-{n}-{}.ndjson", self.part),
-        }
-    }
 }
 
 impl Progress {
@@ -193,7 +164,7 @@ impl Job for ExportJob {
         // the slices planned so far are exported.
         let (cut, patients) = (progress.cut, progress.patients.clone());
         let mut planning = futures::stream::iter(progress.planned..export.types.len())
-            .map(|i| self.plan_type(ctx, &export, i, cut, &patients))
+            .map(|i| slices::plan(ctx, &config.export, &export, i, cut, &patients))
             .buffered(2);
         let mut all_planned = false;
         let mut running = FuturesUnordered::new();
@@ -348,73 +319,6 @@ impl ExportJob {
         .await?;
         Ok(Ok(progress))
     }
-
-    /// The count (for progress) and the slices of the request's type `type_index`.
-    async fn plan_type(
-        &self,
-        ctx: &JobContext,
-        export: &ExportRequest,
-        type_index: usize,
-        cut: i64,
-        patients: &Option<Vec<String>>,
-    ) -> Result<(u64, Vec<Slice>), JobError> {
-        let resource_type = &export.types[type_index];
-        let scan = scan_of(export, resource_type, cut, patients, None, 1);
-        let count = ctx.store().export_count(&scan).await?;
-        let slices = self
-            .plan_slices(ctx, type_index, resource_type, count)
-            .await?;
-        Ok((count, slices))
-    }
-
-    /// The slices of a type of `count` resources: one per file's worth when slices run side
-    /// by side, else the whole type.
-    async fn plan_slices(
-        &self,
-        ctx: &JobContext,
-        type_index: usize,
-        resource_type: &str,
-        count: u64,
-    ) -> Result<Vec<Slice>, JobError> {
-        let settings = &self.server.config().export;
-        let wanted = usize::try_from(count.div_ceil(settings.file_resources.max(1))).unwrap_or(1);
-        let whole = Slice {
-            type_index,
-            number: None,
-            rows: count,
-            after_id: None,
-            up_to: None,
-            part: 1,
-            done: false,
-            files: Vec::new(),
-        };
-        if settings.parallel <= 1 || wanted <= 1 {
-            return Ok(vec![whole]);
-        }
-        // About a hundred sampled ids a slice place its bounds within a few percent.
-        let every = count / (wanted as u64 * 100);
-        let sample = ctx
-            .store()
-            .export_sample(resource_type, every.max(1))
-            .await?;
-        let points = oxifhir_store::export::split_points(sample, wanted);
-        let mut starts = vec![None];
-        starts.extend(points.iter().cloned().map(Some));
-        let mut ends: Vec<Option<String>> = points.into_iter().map(Some).collect();
-        ends.push(None);
-        Ok(starts
-            .into_iter()
-            .zip(ends)
-            .zip(1..)
-            .map(|((after_id, up_to), number)| Slice {
-                number: Some(number),
-                rows: count / wanted as u64,
-                after_id,
-                up_to,
-                ..whole.clone()
-            })
-            .collect())
-    }
 }
 
 /// The compartment filter of `resource_type` for a level.
@@ -439,7 +343,7 @@ pub(super) fn filter_of(
     }
 }
 
-fn scan_of(
+pub(super) fn scan_of(
     export: &ExportRequest,
     resource_type: &str,
     cut: i64,

@@ -8,6 +8,7 @@ pub mod job;
 pub mod manifest;
 pub mod params;
 mod provenance;
+mod slices;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
