@@ -278,3 +278,89 @@ fn index_names(dir: &Path) -> Vec<String> {
         .collect::<rusqlite::Result<Vec<String>>>()
         .unwrap()
 }
+
+/// Resources in the SQLite database of `dir`, and its integrity and journal mode.
+fn sqlite_state(dir: &Path) -> (i64, String, String) {
+    let conn = rusqlite::Connection::open(dir.join("oxifhir.db")).unwrap();
+    let count = conn
+        .query_row("SELECT count(*) FROM resources", [], |r| r.get(0))
+        .unwrap();
+    let integrity = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    let mode = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    (count, integrity, mode)
+}
+
+/// A direct SQLite import writes through a rollback journal: killed in the middle of its
+/// batches (SIGKILL, nothing flushed or closed), it leaves a database that the next opening
+/// rolls back to its last commit and returns to WAL mode, and a second run completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sqlite_import_leaves_a_consistent_database_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = dir.path().join("synth");
+    let out = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
+        .args(["synth", "--patients", "60", "--seed", "3", "--out"])
+        .arg(&synth)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut expected = 0;
+    for file in std::fs::read_dir(&synth).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        expected += text.lines().filter(|l| !l.trim().is_empty()).count() as i64;
+    }
+    let data = dir.path().join("db");
+    let args = ["--data", data.to_str().unwrap(), "--batch-size", "50"];
+    let state = dir.path().join(".oxifhir-import-state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxifhir"))
+        .arg("import")
+        .arg(&synth)
+        .args(args)
+        .arg("--quiet")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists() && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(state.exists(), "killed after its first committed batch");
+    // Bytes 18 and 19 of the header: 1 for a rollback journal, 2 for the WAL.
+    let header = std::fs::read(data.join("oxifhir.db")).unwrap();
+    assert_eq!(
+        header[18..20],
+        [1, 1],
+        "killed during a load in rollback-journal mode"
+    );
+
+    // Opening the store plays the journal back and returns to WAL.
+    let store = SqliteStore::open(&data).await.unwrap();
+    drop(store);
+    let (count, integrity, mode) = sqlite_state(&data);
+    assert_eq!(integrity, "ok");
+    assert_eq!(mode, "wal");
+    assert!(
+        count < expected,
+        "killed before the end: {count} of {expected}"
+    );
+
+    let synth = synth.to_str().unwrap();
+    let (ok, stdout, stderr) = import(&[synth], &args.map(String::from), dir.path());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("imported"), "{stdout}");
+    let (count, integrity, mode) = sqlite_state(&data);
+    assert_eq!(
+        (count, integrity.as_str(), mode.as_str()),
+        (expected, "ok", "wal")
+    );
+}

@@ -14,6 +14,16 @@
 //! `(resource_type, id)`, which writes need to replace a resource's rows (since migration 5
 //! that key is each table's primary key, which is never dropped).
 //!
+//! **A rollback journal instead of the WAL:** in WAL mode every page is written twice, to
+//! the WAL and then, by a checkpoint, into the database; a load is mostly new pages at the
+//! end of the file, which a rollback journal does not copy at all (only pages that existed
+//! when the transaction began are journaled). So a load switches the database to
+//! `journal_mode = DELETE` when no other connection has it open — the store closes its idle
+//! readers first; they reconnect on their next use and follow the file's mode — and back to
+//! WAL when it ends. A killed load leaves a rollback journal, which SQLite plays back on the
+//! next opening, whose writer connection then switches back to WAL. When another process
+//! has the database open, the switch fails and the load keeps the WAL, with:
+//!
 //! **Checkpoints off the writer:** during the load a [`Checkpointer`] thread copies committed
 //! pages from the WAL into the database on a connection of its own (`PASSIVE` checkpoints,
 //! which never block the writer), so that this copy — a quarter of the writer's time when
@@ -49,9 +59,19 @@ const SORT_THREADS: usize = 2;
 /// A load whose input is at least this share of the database's size (as 1/n) defers indexes.
 const DEFER_RATIO: u64 = 4;
 
-/// Applies the bulk settings and, when `defer` says so (or, if `None`, when `input_bytes` of
-/// NDJSON is large beside the database), drops the deferrable indexes.
-pub(super) fn begin(conn: &Connection, input_bytes: u64, defer: Option<bool>) -> StoreResult<()> {
+/// How the transactions of a bulk load are journaled (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Journal {
+    /// `journal_mode = DELETE`: new pages are written once.
+    Rollback,
+    /// The WAL, kept because another connection has the database open.
+    Wal,
+}
+
+/// Applies the bulk settings, leaves WAL mode when it can, and, when `defer` says so (or, if
+/// `None`, when `input_bytes` of NDJSON is large beside the database), drops the deferrable
+/// indexes. The caller has closed its other connections to the database.
+fn begin(conn: &Connection, input_bytes: u64, defer: Option<bool>) -> StoreResult<Journal> {
     conn.execute_batch(BULK_SETTINGS).map_err(map_err)?;
     let defer = match defer {
         Some(d) => d,
@@ -60,25 +80,89 @@ pub(super) fn begin(conn: &Connection, input_bytes: u64, defer: Option<bool>) ->
     if defer {
         defer_indexes(conn)?;
     }
-    Ok(())
+    // A connection of another process keeps the database in WAL mode ("database is locked",
+    // at once): the load then runs as before, with the checkpoint thread.
+    let journal = match journal_mode(conn, "DELETE") {
+        Ok(mode) if mode == "delete" => Journal::Rollback,
+        Ok(mode) => {
+            tracing::info!(%mode, "the database stays in its journal mode during the load");
+            Journal::Wal
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "the database stays in WAL mode during the load (open elsewhere)");
+            Journal::Wal
+        }
+    };
+    Ok(journal)
 }
 
 /// Rebuilds deferred indexes (while `checkpointer` still runs, so that it copies each index
-/// as the next one is built), stops the checkpointer, restores the normal settings and
-/// checkpoints the WAL.
-pub(super) fn end(conn: &Connection, checkpointer: Option<Checkpointer>) -> StoreResult<()> {
+/// as the next one is built), stops the checkpointer, restores the normal settings, and
+/// returns to WAL mode (or checkpoints the WAL). The caller has closed its other connections
+/// to the database.
+fn end(conn: &Connection, journal: Journal, checkpointer: Option<Checkpointer>) -> StoreResult<()> {
     let restored = restore(conn);
     drop(checkpointer);
     let settings = conn.execute_batch(schema::WRITER_SETTINGS).map_err(map_err);
     restored?;
     settings?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .map_err(map_err)
+    match journal {
+        Journal::Rollback => {
+            let mode = journal_mode(conn, "WAL")?;
+            if mode != "wal" {
+                // Readers work in either mode; the next opening of the store sets WAL again.
+                tracing::warn!(%mode, "could not return the database to WAL mode after a load");
+            }
+            Ok(())
+        }
+        Journal::Wal => conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(map_err),
+    }
+}
+
+/// A bulk load in progress: how it journals, and its checkpoint thread when that is the WAL.
+pub(super) struct Running {
+    journal: Journal,
+    checkpointer: Option<Checkpointer>,
+}
+
+impl Running {
+    /// Begins a bulk load on `conn` (see [`begin`]) of the database at `path`.
+    pub(super) fn begin(
+        conn: &Connection,
+        path: &Path,
+        input_bytes: u64,
+        defer: Option<bool>,
+    ) -> StoreResult<Self> {
+        let journal = begin(conn, input_bytes, defer)?;
+        let checkpointer = match journal {
+            Journal::Wal => Some(Checkpointer::start(path)?),
+            Journal::Rollback => None,
+        };
+        Ok(Running {
+            journal,
+            checkpointer,
+        })
+    }
+
+    /// Ends the load on `conn` (see [`end`]).
+    pub(super) fn end(self, conn: &Connection) -> StoreResult<()> {
+        end(conn, self.journal, self.checkpointer)
+    }
+}
+
+/// Sets the journal mode; returns the mode in effect afterwards.
+fn journal_mode(conn: &Connection, mode: &str) -> StoreResult<String> {
+    conn.query_row(&format!("PRAGMA journal_mode = {mode}"), [], |r| {
+        r.get::<_, String>(0)
+    })
+    .map_err(map_err)
 }
 
 /// A thread checkpointing the WAL on its own connection every [`CHECKPOINT_INTERVAL`] until
 /// it is dropped (see the module's documentation).
-pub(super) struct Checkpointer {
+struct Checkpointer {
     /// Set to `true` (and notified) to stop the thread.
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
@@ -86,7 +170,7 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Opens a connection to the database at `path` and starts the thread.
-    pub(super) fn start(path: &Path) -> StoreResult<Self> {
+    fn start(path: &Path) -> StoreResult<Self> {
         let conn = schema::connect(path, schema::Role::Writer)?;
         // As durable as the writer during the load: no fsync after a checkpoint.
         conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -2000;")

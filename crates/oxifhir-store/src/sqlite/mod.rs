@@ -50,8 +50,8 @@ pub struct SqliteStore {
     jobs: SqlJobQueue<jobs::SqliteJobs>,
     /// Conditions matching at least this many index entries are probed row by row.
     probe_from: usize,
-    /// The checkpoint thread of a running bulk load.
-    checkpointer: Arc<std::sync::Mutex<Option<bulk::Checkpointer>>>,
+    /// The bulk load in progress, if any.
+    bulk_load: Arc<std::sync::Mutex<Option<bulk::Running>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -94,7 +94,7 @@ impl SqliteStore {
                 readers,
                 scanners,
                 probe_from: crate::sql::PROBE_FROM,
-                checkpointer: Arc::default(),
+                bulk_load: Arc::default(),
             })
         })
         .await
@@ -152,12 +152,22 @@ impl Store for SqliteStore {
 
     async fn begin_bulk_load(&self, load: BulkLoad) -> StoreResult<()> {
         let conn = self.writer.clone().lock_owned().await;
-        let (path, checkpointer) = (self.readers.path.clone(), self.checkpointer.clone());
+        // Only a database no other connection has open can leave WAL mode (see `bulk.rs`).
+        let closed = (
+            self.readers.close_idle().await?,
+            self.scanners.close_idle().await?,
+        );
+        let (path, bulk_load) = (self.readers.path.clone(), self.bulk_load.clone());
         blocking(move || {
-            bulk::begin(&conn, load.input_bytes, load.defer_indexes)?;
-            let mut running = checkpointer.lock().unwrap_or_else(|e| e.into_inner());
+            let _closed = closed;
+            let mut running = bulk_load.lock().unwrap_or_else(|e| e.into_inner());
             if running.is_none() {
-                *running = Some(bulk::Checkpointer::start(&path)?);
+                *running = Some(bulk::Running::begin(
+                    &conn,
+                    &path,
+                    load.input_bytes,
+                    load.defer_indexes,
+                )?);
             }
             Ok(())
         })
@@ -166,13 +176,18 @@ impl Store for SqliteStore {
 
     async fn end_bulk_load(&self) -> StoreResult<()> {
         let conn = self.writer.clone().lock_owned().await;
-        let checkpointer = self.checkpointer.clone();
+        let closed = (
+            self.readers.close_idle().await?,
+            self.scanners.close_idle().await?,
+        );
+        let bulk_load = self.bulk_load.clone();
         blocking(move || {
-            let running = checkpointer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            bulk::end(&conn, running)
+            let _closed = closed;
+            let running = bulk_load.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match running {
+                Some(running) => running.end(&conn),
+                None => Ok(()),
+            }
         })
         .await
     }
@@ -496,6 +511,8 @@ struct ReaderPool {
     idle: std::sync::Mutex<Vec<Connection>>,
     /// One permit per reader connection.
     permits: Arc<Semaphore>,
+    /// The number of connections.
+    size: u32,
 }
 
 impl ReaderPool {
@@ -510,7 +527,21 @@ impl ReaderPool {
             role,
             idle: std::sync::Mutex::new(idle),
             permits: Arc::new(Semaphore::new(size)),
+            size: u32::try_from(size).unwrap_or(u32::MAX),
         })
+    }
+
+    /// Waits until no connection is in use and closes them all; they are opened again on
+    /// their next use, once the returned permits are dropped.
+    async fn close_idle(&self) -> StoreResult<tokio::sync::OwnedSemaphorePermit> {
+        let all = self
+            .permits
+            .clone()
+            .acquire_many_owned(self.size)
+            .await
+            .map_err(|e| StoreError::Backend(format!("reader pool closed: {e}")))?;
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(all)
     }
 
     /// Runs `f` on a reader connection on the blocking pool.

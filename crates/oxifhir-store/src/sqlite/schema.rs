@@ -341,14 +341,15 @@ pub(crate) fn connect(path: &Path, role: Role) -> StoreResult<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA foreign_keys = ON;
+        "PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;",
     )
     .map_err(map_err)?;
     conn.execute_batch(WRITER_SETTINGS).map_err(map_err)?;
     let role_settings = match role {
-        Role::Writer => "PRAGMA mmap_size = 268435456;",
+        // WAL is a property of the database file: the writer sets it, the others follow
+        // (and so do not undo a bulk load's rollback journal, see `bulk.rs`).
+        Role::Writer => "PRAGMA journal_mode = WAL; PRAGMA mmap_size = 268435456;",
         Role::Reader => "PRAGMA mmap_size = 268435456; PRAGMA query_only = ON;",
         Role::Scanner => "PRAGMA mmap_size = 0; PRAGMA cache_size = -2000; PRAGMA query_only = ON;",
     };

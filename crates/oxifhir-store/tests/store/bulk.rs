@@ -1,10 +1,11 @@
 //! Many versions at once: `write_many` with more index rows than one multi-row insert holds,
 //! a resource written twice in one batch, and bulk loads with deferred indexes — finished,
-//! and interrupted (the next opening rebuilds the indexes).
+//! and interrupted (the next opening rebuilds the indexes) — and, on SQLite, the rollback
+//! journal a load uses when it has the database to itself.
 
 use oxifhir_store::{BulkLoad, IndexEntries, Isolation, Store, StringEntry, TokenEntry};
 
-use crate::harness::{Harness, WriteExt, put};
+use crate::harness::{Harness, WriteExt, put, write};
 
 fn index(i: usize) -> IndexEntries {
     IndexEntries {
@@ -124,7 +125,73 @@ async fn an_interrupted_bulk_load_is_finished_on_opening(h: Harness) {
     check(&h, reopened.as_ref(), 100).await;
 }
 
+/// The SQLite journal mode of the database, as a new connection sees it.
+fn sqlite_journal_mode(h: &Harness) -> Option<String> {
+    let conn = rusqlite::Connection::open(h.sqlite_file()?).expect("open");
+    Some(
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal mode"),
+    )
+}
+
+async fn a_load_alone_on_the_database_leaves_the_wal_until_it_ends(h: Harness) {
+    let store = h.store.as_ref();
+    write(store, put("Patient", "before", 1, 500))
+        .await
+        .expect("write");
+    store
+        .begin_bulk_load(BulkLoad {
+            input_bytes: 1,
+            defer_indexes: Some(true),
+        })
+        .await
+        .expect("begin bulk load");
+    if let Some(mode) = sqlite_journal_mode(&h) {
+        assert_eq!(mode, "delete", "new pages are written once");
+    }
+    load(store, 50).await;
+    // Readers reconnect during the load and read what it committed.
+    let read = store.read("Patient", "p49").await.expect("read");
+    assert_eq!(read.map(|v| v.version_id), Some(1));
+    store.end_bulk_load().await.expect("end bulk load");
+    if let Some(mode) = sqlite_journal_mode(&h) {
+        assert_eq!(mode, "wal");
+    }
+    check(&h, store, 50).await;
+    let before = store.read("Patient", "before").await.expect("read");
+    assert_eq!(before.map(|v| v.version_id), Some(1));
+}
+
+async fn a_load_beside_another_open_store_keeps_the_wal(h: Harness) {
+    let other = h.reopen().await;
+    assert!(other.read("Patient", "p0").await.expect("read").is_none());
+    h.store
+        .begin_bulk_load(BulkLoad {
+            input_bytes: 1,
+            defer_indexes: Some(true),
+        })
+        .await
+        .expect("begin bulk load");
+    if let Some(mode) = sqlite_journal_mode(&h) {
+        assert_eq!(
+            mode, "wal",
+            "the other store's connections keep the database in WAL"
+        );
+    }
+    load(h.store.as_ref(), 50).await;
+    let seen = other.read("Patient", "p49").await.expect("read");
+    assert_eq!(
+        seen.map(|v| v.version_id),
+        Some(1),
+        "the other store reads the load"
+    );
+    h.store.end_bulk_load().await.expect("end bulk load");
+    check(&h, other.as_ref(), 50).await;
+}
+
 store_tests!(
+    a_load_alone_on_the_database_leaves_the_wal_until_it_ends,
+    a_load_beside_another_open_store_keeps_the_wal,
     write_many_batches_index_rows,
     bulk_load_with_deferred_indexes,
     an_interrupted_bulk_load_is_finished_on_opening,
