@@ -53,8 +53,14 @@ const BULK_SETTINGS: &str = "PRAGMA synchronous = OFF;
 /// How often the [`Checkpointer`] copies what was committed since its last pass.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Worker threads SQLite may use to sort while building an index.
-const SORT_THREADS: usize = 2;
+/// How the writer builds deferred indexes: SQLite sorts in runs of at most the page cache's
+/// size, each sorted by a worker thread while the table is still being read, and merges the
+/// runs from temporary files. With `temp_store = MEMORY` (the store's setting) it would sort
+/// every row of the index in memory on one thread: 0.75 GB for the largest index of a
+/// million-resource import, growing with the data set. Measured on that index (5.7 M rows):
+/// 13-14 s and 0.9 GB before, 6-7 s and 70 MB with these settings.
+const SORT_SETTINGS: &str =
+    "PRAGMA threads = 2; PRAGMA temp_store = FILE; PRAGMA cache_size = -16384;";
 
 /// A load whose input is at least this share of the database's size (as 1/n) defers indexes.
 const DEFER_RATIO: u64 = 4;
@@ -318,10 +324,16 @@ pub(super) fn restore(conn: &Connection) -> StoreResult<usize> {
     if !deferred_table_exists(conn)? {
         return Ok(0);
     }
-    conn.execute_batch(&format!("PRAGMA threads = {SORT_THREADS}"))
+    let cache: i64 = conn
+        .query_row("PRAGMA cache_size", [], |r| r.get(0))
         .map_err(map_err)?;
+    conn.execute_batch(SORT_SETTINGS).map_err(map_err)?;
     let built = rebuild_deferred(conn);
-    let reset = conn.execute_batch("PRAGMA threads = 0").map_err(map_err);
+    let reset = conn
+        .execute_batch(&format!(
+            "PRAGMA threads = 0; PRAGMA temp_store = MEMORY; PRAGMA cache_size = {cache};"
+        ))
+        .map_err(map_err);
     let built = built?;
     reset?;
     Ok(built)
