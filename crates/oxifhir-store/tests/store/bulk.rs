@@ -49,6 +49,17 @@ async fn load(store: &dyn Store, n: usize) {
     tx.commit().await.expect("commit");
 }
 
+/// Begins a bulk load that defers the value indexes.
+async fn begin_deferred(store: &dyn Store) {
+    store
+        .begin_bulk_load(BulkLoad {
+            input_bytes: 1,
+            defer_indexes: Some(true),
+        })
+        .await
+        .expect("begin bulk load");
+}
+
 async fn check(h: &Harness, store: &dyn Store, n: usize) {
     assert_eq!(h.index_counts("Patient", "p0").await, [0, 1, 0, 0, 0, 0, 0]);
     assert_eq!(h.index_counts("Patient", "q0").await, [0, 1, 0, 0, 0, 0, 0]);
@@ -93,13 +104,7 @@ async fn write_many_batches_index_rows(h: Harness) {
 async fn bulk_load_with_deferred_indexes(h: Harness) {
     let before = sqlite_indexes(&h);
     let store = h.store.as_ref();
-    store
-        .begin_bulk_load(BulkLoad {
-            input_bytes: 1,
-            defer_indexes: Some(true),
-        })
-        .await
-        .expect("begin bulk load");
+    begin_deferred(store).await;
     if let Some(during) = sqlite_indexes(&h) {
         assert!(!during.contains(&"idx_token_val".to_owned()), "{during:?}");
     }
@@ -111,13 +116,7 @@ async fn bulk_load_with_deferred_indexes(h: Harness) {
 
 async fn an_interrupted_bulk_load_is_finished_on_opening(h: Harness) {
     let before = sqlite_indexes(&h);
-    h.store
-        .begin_bulk_load(BulkLoad {
-            input_bytes: 1,
-            defer_indexes: Some(true),
-        })
-        .await
-        .expect("begin bulk load");
+    begin_deferred(h.store.as_ref()).await;
     load(h.store.as_ref(), 100).await;
     // No end_bulk_load: as if the import had been killed.
     let reopened = h.reopen().await;
@@ -139,13 +138,7 @@ async fn a_load_alone_on_the_database_leaves_the_wal_until_it_ends(h: Harness) {
     write(store, put("Patient", "before", 1, 500))
         .await
         .expect("write");
-    store
-        .begin_bulk_load(BulkLoad {
-            input_bytes: 1,
-            defer_indexes: Some(true),
-        })
-        .await
-        .expect("begin bulk load");
+    begin_deferred(store).await;
     if let Some(mode) = sqlite_journal_mode(&h) {
         assert_eq!(mode, "delete", "new pages are written once");
     }
@@ -165,13 +158,7 @@ async fn a_load_alone_on_the_database_leaves_the_wal_until_it_ends(h: Harness) {
 async fn a_load_beside_another_open_store_keeps_the_wal(h: Harness) {
     let other = h.reopen().await;
     assert!(other.read("Patient", "p0").await.expect("read").is_none());
-    h.store
-        .begin_bulk_load(BulkLoad {
-            input_bytes: 1,
-            defer_indexes: Some(true),
-        })
-        .await
-        .expect("begin bulk load");
+    begin_deferred(h.store.as_ref()).await;
     if let Some(mode) = sqlite_journal_mode(&h) {
         assert_eq!(
             mode, "wal",
