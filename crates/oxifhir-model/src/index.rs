@@ -191,7 +191,8 @@ pub const NOT_EXTRACTED: [&str; 2] = ["_id", "_lastUpdated"];
 /// The R4 parameters of `resource_type` that can be extracted, compiled once and kept for
 /// the life of the process (empty for an unknown type). A parameter whose expression does
 /// not parse is left out (the tests list every such parameter; today there is none), and so
-/// are [`NOT_EXTRACTED`].
+/// are [`NOT_EXTRACTED`] and the unions of other parameters ([`search_param::union_parts`]),
+/// which searches answer from their parts' entries.
 pub fn compiled_params(resource_type: &str) -> &'static [CompiledParam] {
     let Some(cell) = COMPILED.get(resource_type) else {
         return &[];
@@ -200,6 +201,7 @@ pub fn compiled_params(resource_type: &str) -> &'static [CompiledParam] {
         search_param::for_type(resource_type)
             .into_iter()
             .filter(|def| !NOT_EXTRACTED.contains(&def.code.as_str()))
+            .filter(|def| search_param::union_parts(resource_type, &def.code).is_none())
             .filter_map(|def| CompiledParam::compile(def, resource_type).ok().flatten())
             .collect()
     })

@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::resource_type;
 
+mod unions;
+
+pub use unions::union_parts;
+
 /// `SearchParameter.type`: how a parameter's values are indexed and compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -50,8 +50,8 @@ fn signature(sort: &[SortKey]) -> String {
         match &key.field {
             SortField::Id => text.push_str("_id"),
             SortField::LastUpdated => text.push_str("_lastUpdated"),
-            SortField::Param { param, table } => {
-                text.push_str(param);
+            SortField::Param { params, table } => {
+                text.push_str(&params.join(","));
                 text.push('@');
                 text.push_str(table.table_name());
             }
@@ -197,7 +197,7 @@ mod tests {
             },
             SortKey {
                 field: SortField::Param {
-                    param: "birthdate".into(),
+                    params: vec!["birthdate".into()],
                     table: IndexTable::Date,
                 },
                 descending: false,
@@ -208,14 +208,14 @@ mod tests {
             },
             SortKey {
                 field: SortField::Param {
-                    param: "name".into(),
+                    params: vec!["name".into()],
                     table: IndexTable::String,
                 },
                 descending: false,
             },
             SortKey {
                 field: SortField::Param {
-                    param: "length".into(),
+                    params: vec!["length".into()],
                     table: IndexTable::Number,
                 },
                 descending: true,

@@ -238,7 +238,9 @@ pub enum SortField {
     /// A search parameter's indexed values: ascending by the smallest, descending by the
     /// largest (dates by their start and end); resources without a value come last.
     Param {
-        param: String,
+        /// The parameter's code; for a union of parameters, the codes of its parts, whose
+        /// values together are its values.
+        params: Vec<String>,
         table: IndexTable,
     },
 }

@@ -96,3 +96,78 @@ fhir_test! {
         }
     }
 }
+
+fhir_test! {
+    /// `Observation`'s `combo-*` parameters are not indexed: each is searched (and sorted) as
+    /// its two parts, `code` and `component-code` for `combo-code` and so on.
+    async fn combo_parameters_are_their_parts(s: &TestServer) {
+        seed(s).await;
+        // sa: value 30; sb: a component of 20; sc: value 25 and a component of 40.
+        let sorted = |id: &str, value: Option<f64>, part: Option<f64>| {
+            let mut r = json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "55284-4"}]}});
+            if let Some(v) = value {
+                r["valueQuantity"] = json!({"value": v, "system": UCUM, "code": "mm[Hg]"});
+            }
+            if let Some(v) = part {
+                r["component"] = json!([component("8462-4", v)]);
+            }
+            r
+        };
+        for r in [
+            sorted("sa", Some(30.0), None),
+            sorted("sb", None, Some(20.0)),
+            sorted("sc", Some(25.0), Some(40.0)),
+        ] {
+            let path = format!("Observation/{}", r["id"].as_str().unwrap());
+            assert_eq!(s.put(&path, &r).await.status, 201, "{path}");
+        }
+        expect!(s,
+            "Observation?combo-code=8480-6" => ["bp1", "bp2"],
+            "Observation?combo-code=http://loinc.org|85354-9" => ["bp1", "bp2"],
+            "Observation?combo-code=29463-7,72166-2" => ["c1", "w1", "w2", "w3"],
+            "Observation?combo-code:not=8462-4" => ["c1", "sa", "w1", "w2", "w3"],
+            "Observation?combo-code:missing=true" => [],
+            "Observation?combo-value-quantity:missing=true" => ["c1"],
+            "Observation?combo-value-quantity:missing=false&combo-code=55284-4" => ["sa", "sb", "sc"],
+            "Observation?combo-value-quantity=gt99|http://unitsofmeasure.org|mm[Hg]" => ["bp1", "bp2"],
+            "Observation?combo-value-quantity=lt22|http://unitsofmeasure.org|mm[Hg]" => ["sb"],
+            "Observation?combo-value-concept=8517006" => ["c1"],
+            "Observation?combo-code-value-concept=72166-2$8517006" => ["c1"],
+            "Observation?combo-code-value-quantity=http://loinc.org|8462-4$gt35" => ["bp1", "bp2", "sc"],
+            "Observation?combo-code-value-quantity=55284-4$lt26" => ["sc"],
+            "Observation?combo-code=55284-4&_sort=combo-value-quantity" => ["sb", "sc", "sa"],
+            "Observation?combo-code=55284-4&_sort=-combo-value-quantity" => ["sc", "sa", "sb"],
+            "Observation?combo-code=55284-4&_sort=value-quantity" => ["sc", "sa", "sb"],
+        );
+        // Listed, and searchable, like any other parameter.
+        let statement = s.get("metadata").await.json();
+        let observation = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Observation")
+            .cloned()
+            .unwrap();
+        let listed: Vec<&str> = observation["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for code in ["combo-code", "combo-value-quantity", "combo-code-value-quantity"] {
+            assert!(listed.contains(&code), "{code} in {listed:?}");
+        }
+        // Reindexing one means reindexing its parts.
+        let r = s
+            .send(
+                "POST",
+                "Observation/$reindex?url=http://hl7.org/fhir/SearchParameter/Observation-combo-code",
+                &[("prefer", "respond-async")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("code, component-code"), "{}", r.text());
+    }
+}

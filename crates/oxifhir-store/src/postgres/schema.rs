@@ -202,6 +202,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX resources_updated_idx ON resources (resource_type, last_updated, id)
         INCLUDE (method);
     "#,
+    // 6: `Observation`'s `combo-*` parameters are unions of two others each (`combo-code` is
+    // `code` and `component-code`), searched through their parts' entries
+    // (`oxifhir_model::search_param::union_parts`) and no longer indexed themselves.
+    r#"
+    DELETE FROM idx_token WHERE resource_type = 'Observation'
+        AND (param IN ('combo-code', 'combo-data-absent-reason', 'combo-value-concept')
+            OR param LIKE 'combo-code-value-concept$%');
+    DELETE FROM idx_quantity WHERE resource_type = 'Observation'
+        AND (param = 'combo-value-quantity' OR param LIKE 'combo-code-value-quantity$%');
+    "#,
 ];
 
 /// Checks a schema name from configuration: `[a-z0-9_]+`, at most 63 bytes.

@@ -154,7 +154,12 @@ pub(crate) fn probe_candidates(
 }
 
 /// The scalar subquery giving a match's sort value for a parameter.
-fn sort_value(binder: &mut Binder, param: &str, table: IndexTable, descending: bool) -> String {
+fn sort_value(
+    binder: &mut Binder,
+    params: &[String],
+    table: IndexTable,
+    descending: bool,
+) -> String {
     let column = match (table, descending) {
         (IndexTable::String, _) => "normalized",
         (IndexTable::Token, _) => "code",
@@ -165,10 +170,14 @@ fn sort_value(binder: &mut Binder, param: &str, table: IndexTable, descending: b
     };
     let aggregate = if descending { "max" } else { "min" };
     let e = binder.alias("k");
-    let p = binder.text(param);
+    let params: Vec<String> = params.iter().map(|p| binder.text(p)).collect();
+    let param = match params.as_slice() {
+        [one] => format!("= {one}"),
+        _ => format!("IN ({})", params.join(", ")),
+    };
     format!(
         "(SELECT {aggregate}({e}.{column}) FROM {} {e} WHERE {e}.resource_type = r.resource_type \
-         AND {e}.id = r.id AND {e}.param = {p})",
+         AND {e}.id = r.id AND {e}.param {param})",
         table.table_name()
     )
 }
@@ -315,9 +324,9 @@ pub(crate) fn plan_search(
         let expr = match &key.field {
             SortField::Id => format!("{row}.id"),
             SortField::LastUpdated => format!("{row}.last_updated"),
-            SortField::Param { param, table } => {
+            SortField::Param { params, table } => {
                 let column = format!("k{}", key_columns.len());
-                let value = sort_value(&mut binder, param, *table, key.descending);
+                let value = sort_value(&mut binder, params, *table, key.descending);
                 key_columns.push(format!("{value} AS {column}"));
                 format!("q.{column}")
             }
@@ -519,7 +528,7 @@ mod tests {
     fn parameter_sort_keys_are_a_subquery_with_nulls_last() {
         let sort = vec![SortKey {
             field: SortField::Param {
-                param: "birthdate".into(),
+                params: vec!["birthdate".into()],
                 table: IndexTable::Date,
             },
             descending: true,
@@ -582,7 +591,7 @@ mod tests {
         let sorted = SearchQuery {
             sort: vec![SortKey {
                 field: SortField::Param {
-                    param: "date".into(),
+                    params: vec!["date".into()],
                     table: IndexTable::Date,
                 },
                 descending: false,

@@ -308,6 +308,16 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE idx_uri_old;
     CREATE INDEX idx_uri_val ON idx_uri (resource_type, param, value, id);
     ",
+    // 6: `Observation`'s `combo-*` parameters are unions of two others each (`combo-code` is
+    // `code` and `component-code`), searched through their parts' entries
+    // (`oxifhir_model::search_param::union_parts`) and no longer indexed themselves.
+    r#"
+    DELETE FROM idx_token WHERE resource_type = 'Observation'
+        AND (param IN ('combo-code', 'combo-data-absent-reason', 'combo-value-concept')
+            OR param GLOB 'combo-code-value-concept$*');
+    DELETE FROM idx_quantity WHERE resource_type = 'Observation'
+        AND (param = 'combo-value-quantity' OR param GLOB 'combo-code-value-quantity$*');
+    "#,
 ];
 
 /// The settings a bulk load changes on the writer connection, as they normally are.

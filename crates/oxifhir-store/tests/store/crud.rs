@@ -380,6 +380,64 @@ async fn concurrent_writers_one_wins(h: Harness) {
     }
 }
 
+/// Migration 6 deletes the index rows of `Observation`'s `combo-*` parameters (searched
+/// through their parts since) and no others.
+async fn migration_6_drops_the_rows_of_union_parameters(h: Harness) {
+    let token = |param: &str| TokenEntry {
+        param: param.into(),
+        system: Some("http://loinc.org".into()),
+        code: Some("8480-6".into()),
+        text: None,
+    };
+    let quantity = |param: &str| QuantityEntry {
+        param: param.into(),
+        value: 120.0,
+        low: 119.5,
+        high: 120.5,
+        system: Some("http://unitsofmeasure.org".into()),
+        code: Some("mm[Hg]".into()),
+        unit: None,
+    };
+    let index = IndexEntries {
+        tokens: vec![
+            token("code"),
+            token("combo-code"),
+            token("combo-value-concept"),
+            token("combo-code-value-concept$*|8480-6"),
+        ],
+        quantities: vec![
+            quantity("value-quantity"),
+            quantity("code-value-quantity$*|8480-6"),
+            quantity("combo-value-quantity"),
+            quantity("combo-code-value-quantity$*|8480-6"),
+            quantity("combo-code-value-quantity$http://loinc.org|8480-6"),
+        ],
+        ..Default::default()
+    };
+    for (t, id) in [("Observation", "bp"), ("Basic", "other")] {
+        write(
+            h.store.as_ref(),
+            put(t, id, 1, 1_000).with_index(index.clone()),
+        )
+        .await
+        .expect("write");
+    }
+    assert_eq!(
+        h.index_counts("Observation", "bp").await,
+        [0, 4, 0, 0, 0, 5, 0]
+    );
+    h.forget_migrations_from(6).await;
+    let _reopened = h.reopen().await;
+    assert_eq!(
+        h.index_counts("Observation", "bp").await,
+        [0, 1, 0, 0, 0, 2, 0]
+    );
+    assert_eq!(
+        h.index_counts("Basic", "other").await,
+        [0, 4, 0, 0, 0, 5, 0]
+    );
+}
+
 /// Several processes starting at once on a new database migrate it exactly once.
 async fn concurrent_open_migrates_once(h: Harness) {
     let stores = h.open_concurrently(4).await;
@@ -432,6 +490,7 @@ async fn concurrent_writes_alone(h: Harness) {
 store_tests!(
     concurrent_writes_alone,
     concurrent_open_migrates_once,
+    migration_6_drops_the_rows_of_union_parameters,
     create_read_vread,
     update_delete_recreate,
     version_conflicts,

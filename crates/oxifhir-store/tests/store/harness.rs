@@ -108,6 +108,34 @@ impl Harness {
         }
     }
 
+    /// Makes the database forget that migrations `version` and later ran, so that the next
+    /// opening runs them again on the data as it is (a database of an older release).
+    pub async fn forget_migrations_from(&self, version: i64) {
+        match &self.backend {
+            Backend::Sqlite(_, dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("oxifhir.db")).expect("open");
+                conn.execute(
+                    "DELETE FROM schema_migrations WHERE version >= ?1",
+                    [version],
+                )
+                .expect("forget migrations");
+            }
+            Backend::Postgres(_, url, schema) => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                tokio::spawn(connection);
+                client
+                    .execute(
+                        &format!("DELETE FROM {schema}.schema_migrations WHERE version >= $1"),
+                        &[&version],
+                    )
+                    .await
+                    .expect("forget migrations");
+            }
+        }
+    }
+
     /// Index rows per kind (strings, tokens, references, dates, numbers, quantities, uris).
     pub async fn index_counts(&self, resource_type: &str, id: &str) -> [i64; 7] {
         match &self.backend {

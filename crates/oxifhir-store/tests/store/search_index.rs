@@ -599,7 +599,7 @@ async fn references_chains_and_uris(h: Harness) {
 fn by(param: &str, table: IndexTable, descending: bool) -> SortKey {
     SortKey {
         field: SortField::Param {
-            param: param.into(),
+            params: vec![param.into()],
             table,
         },
         descending,

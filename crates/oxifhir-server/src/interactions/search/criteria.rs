@@ -5,7 +5,7 @@
 
 use oxifhir_model::index::composite::{self, KeySystem};
 use oxifhir_model::resource_type;
-use oxifhir_model::search_param::{SearchParamDef, SearchParamType};
+use oxifhir_model::search_param::{self, SearchParamDef, SearchParamType};
 use oxifhir_store::{Condition, DateTest, EntryTest, Prefix, TokenSystem, TokenTest, UriTest};
 
 use super::parse::Parser;
@@ -74,6 +74,67 @@ fn last_updated(date: DateTest) -> Condition {
             from: Some(start),
             to: Some(end),
         },
+    }
+}
+
+/// The parts of `param` when it is a union of other parameters
+/// ([`search_param::union_parts`]) for each of the searched `types`: those are indexed, it is
+/// not. `Err` says why a parameter that is a union for some of the types only cannot be
+/// searched across them.
+pub(super) fn union_parts(
+    types: &[String],
+    param: &ParamRef<'_>,
+) -> Result<Option<&'static [&'static str]>, String> {
+    if search_param::by_url(&param.def.url).is_none() {
+        return Ok(None);
+    }
+    let mut found = types
+        .iter()
+        .map(|t| search_param::union_parts(t, &param.def.code));
+    let first = found.next().flatten();
+    if found.all(|parts| parts == first) {
+        Ok(first)
+    } else {
+        Err(format!(
+            "Search parameter '{}' cannot be searched across these types together",
+            param.def.code
+        ))
+    }
+}
+
+/// `condition` on union parameter `code` as the same condition on its `parts`: a match is a
+/// match on any of them, a negated match (`:not`, `:missing=true`) one on none of them.
+/// Parameter names that extend `code` (a composite's keys, `:of-type`) extend each part.
+fn on_parts(condition: Condition, code: &str, parts: &[&str]) -> Condition {
+    let each = |param: &str, tests: &[EntryTest], negated: bool| -> Vec<Condition> {
+        let suffix = param.strip_prefix(code).unwrap_or_default();
+        parts
+            .iter()
+            .map(|part| {
+                let param = format!("{part}{suffix}");
+                let tests = tests.to_vec();
+                if negated {
+                    Condition::NoMatch { param, tests }
+                } else {
+                    Condition::Match { param, tests }
+                }
+            })
+            .collect()
+    };
+    match condition {
+        Condition::Match { param, tests } if param.starts_with(code) => {
+            Condition::Any(each(&param, &tests, false))
+        }
+        Condition::NoMatch { param, tests } if param.starts_with(code) => {
+            Condition::All(each(&param, &tests, true))
+        }
+        Condition::Any(list) => {
+            Condition::Any(list.into_iter().map(|c| on_parts(c, code, parts)).collect())
+        }
+        Condition::All(list) => {
+            Condition::All(list.into_iter().map(|c| on_parts(c, code, parts)).collect())
+        }
+        other => other,
     }
 }
 
@@ -168,6 +229,28 @@ impl<'a> Parser<'a> {
                 param.def.code
             ));
         }
+        let parts = match union_parts(types, &param) {
+            Ok(parts) => parts,
+            Err(why) => return Ok(Built::Unknown(why)),
+        };
+        let built = self.param_condition(param, name, modifier, value, &values)?;
+        Ok(match (built, parts) {
+            (Built::Condition(c), Some(parts)) => {
+                Built::Condition(on_parts(c, &param.def.code, parts))
+            }
+            (built, _) => built,
+        })
+    }
+
+    /// The condition of a resolved, searchable parameter (see [`Parser::condition`]).
+    fn param_condition(
+        &self,
+        param: ParamRef<'_>,
+        name: &str,
+        modifier: Option<&str>,
+        value: &str,
+        values: &[&str],
+    ) -> ApiResult<Built> {
         let (code, kind) = (param.def.code.clone(), param.def.kind);
         let targets = param.def.target.clone();
         if kind == SearchParamType::Composite {

@@ -7,7 +7,7 @@ use oxifhir_model::resource_type;
 use oxifhir_model::search_param::SearchParamType;
 use oxifhir_store::{SearchQuery, SortField, SortKey};
 
-use super::criteria::Built;
+use super::criteria::{self, Built};
 use super::table;
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
@@ -251,17 +251,23 @@ fn sort(parser: &mut Parser<'_>, parsed: &mut ParsedSearch, value: &str) -> ApiR
                     let usable = p.def.kind != SearchParamType::Composite
                         && types.iter().all(|t| table::supported(&p, t));
                     let table = table::table_of(p.def).filter(|_| usable)?;
-                    Some((p.def.code.clone(), table, p.pending))
+                    // A union of parameters sorts by its parts' values together.
+                    let params = match criteria::union_parts(&types, &p) {
+                        Ok(Some(parts)) => parts.iter().map(|&c| c.to_owned()).collect(),
+                        Ok(None) => vec![p.def.code.clone()],
+                        Err(_) => return None,
+                    };
+                    Some((params, table, p.pending))
                 });
                 match found {
-                    Some((param, table, pending)) => {
+                    Some((params, table, pending)) => {
                         if pending {
                             parser.warn(format!(
-                                "Sorting by '{param}', which is not yet indexed for resources \
+                                "Sorting by '{other}', which is not yet indexed for resources \
                                  stored before it was defined"
                             ));
                         }
-                        SortField::Param { param, table }
+                        SortField::Param { params, table }
                     }
                     None => {
                         parser.ignore(

@@ -34,8 +34,9 @@ pub fn table_of(def: &SearchParamDef) -> Option<IndexTable> {
     })
 }
 
-/// True when a search by `param` on `resource_type` works: `_id` and `_lastUpdated`, and
-/// every parameter whose values are extracted on write for that type.
+/// True when a search by `param` on `resource_type` works: `_id` and `_lastUpdated`, every
+/// parameter whose values are extracted on write for that type, and the unions of such
+/// parameters ([`search_param::union_parts`]).
 pub fn supported(param: &ParamRef<'_>, resource_type: &str) -> bool {
     let def = param.def;
     if is_resource_column(&def.code) {
@@ -48,9 +49,15 @@ pub fn supported(param: &ParamRef<'_>, resource_type: &str) -> bool {
         // Custom parameters are only active when they compiled.
         return true;
     }
-    index::compiled_params(resource_type)
-        .iter()
-        .any(|c| c.code == def.code)
+    let extracted = |code: &str| {
+        index::compiled_params(resource_type)
+            .iter()
+            .any(|c| c.code == code)
+    };
+    match search_param::union_parts(resource_type, &def.code) {
+        Some(parts) => parts.iter().all(|code| extracted(code)),
+        None => extracted(&def.code),
+    }
 }
 
 /// The parameters of `resource_type` that searches honour, sorted by code.

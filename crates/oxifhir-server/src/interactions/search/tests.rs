@@ -242,14 +242,14 @@ fn sort_includes_and_elements() {
         vec![
             SortKey {
                 field: SortField::Param {
-                    param: "birthdate".into(),
+                    params: vec!["birthdate".into()],
                     table: IndexTable::Date
                 },
                 descending: false
             },
             SortKey {
                 field: SortField::Param {
-                    param: "name".into(),
+                    params: vec!["name".into()],
                     table: IndexTable::String
                 },
                 descending: true

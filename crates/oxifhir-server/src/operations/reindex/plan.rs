@@ -244,6 +244,17 @@ fn resolve(
                 .map(|c| ((*t).to_owned(), c.clone()))
         })
         .collect();
+    if let Some(parts) = resource_type::all()
+        .iter()
+        .find_map(|t| search_param::union_parts(t, &def.code).filter(|_| def.applies_to(t)))
+    {
+        return Err(ApiError::bad_request(format!(
+            "SearchParameter '{}' is searched through the index entries of {}; reindex those",
+            truncate(url, 200),
+            parts.join(", ")
+        ))
+        .at("url"));
+    }
     if compiled.is_empty() {
         return Err(ApiError::bad_request(format!(
             "SearchParameter '{}' has no index entries to rebuild",
