@@ -176,7 +176,7 @@ impl DirectImport {
                 None => None,
             };
             if let Some(body) = live_body {
-                let same = same_content(body, &p.resource);
+                let same = same_content(body, &p.body);
                 match existing {
                     _ if same && existing != Existing::Reject => {
                         summary.unchanged += 1;
@@ -209,7 +209,9 @@ impl DirectImport {
                 Some((version, at)) => {
                     // As the API: the next version, never older than the one it replaces.
                     let at = now.max(at);
-                    let mut resource = p.resource.clone();
+                    let mut resource = json::parse(&p.body).map_err(|e| {
+                        StoreError::Backend(format!("re-reading a prepared resource: {e}"))
+                    })?;
                     let (body, index) =
                         restamp(&p.resource_type, &p.id, &mut resource, version + 1, at);
                     VersionWrite {
@@ -247,11 +249,10 @@ impl DirectImport {
 
 /// True when `stored` (with its `meta.versionId`/`lastUpdated`) holds the same resource as
 /// `new` (stamped likewise).
-fn same_content(stored: &[u8], new: &Value) -> bool {
-    let Ok(Value::Object(mut old)) = json::parse(stored) else {
-        return false;
-    };
-    let Value::Object(new) = new else {
+fn same_content(stored: &[u8], new: &[u8]) -> bool {
+    let (Ok(Value::Object(mut old)), Ok(Value::Object(mut new))) =
+        (json::parse(stored), json::parse(new))
+    else {
         return false;
     };
     let strip = |m: &mut serde_json::Map<String, Value>| {
@@ -263,7 +264,6 @@ fn same_content(stored: &[u8], new: &Value) -> bool {
             }
         }
     };
-    let mut new = new.clone();
     strip(&mut old);
     strip(&mut new);
     old == new
