@@ -392,7 +392,11 @@ fn test(binder: &mut Binder, e: &str, test: &EntryTest) -> String {
             }
             format!("({})", parts.join(" AND "))
         }
-        EntryTest::Reference(ReferenceTest::Url(url)) => format!("{e}.url = {}", binder.text(url)),
+        EntryTest::Reference(ReferenceTest::Url(url)) => format!(
+            "({e}.url = {} AND {})",
+            binder.text(url),
+            super::reference_url_indexed(e)
+        ),
         EntryTest::Date(date) => date_test(binder, e, date),
         EntryTest::Number(number) => number_test(binder, e, number),
         EntryTest::Quantity(quantity) => quantity_test(binder, e, quantity),

@@ -237,6 +237,17 @@ pub(crate) const INDEX_TABLES: [&str; 7] = [
     "idx_uri",
 ];
 
+/// The condition of the partial index `idx_reference_url`, over reference entries of alias
+/// `e`: the reference as written is not the `Type/id` of its target. Only such an entry can
+/// pass a URL test (a search value that is a relative `Type/id` is a target test), and most
+/// references are relative `Type/id`s, which the index leaves out. A URL test names this
+/// condition word for word, which is how a database sees that the index covers it. (The
+/// index holds the target's columns too: SQLite, without statistics, only picks a partial
+/// index of a `WITHOUT ROWID` table when it covers the query.)
+pub(crate) fn reference_url_indexed(e: &str) -> String {
+    format!("{e}.url IS DISTINCT FROM ({e}.target_type || '/' || {e}.target_id)")
+}
+
 /// SQLite's `INDEXED BY` clause naming the primary key `(resource_type, id, param, n)` of index
 /// table `table` (SQLite names the key of a `WITHOUT ROWID` table `sqlite_autoindex_<table>_1`),
 /// for queries that must seek a resource's own rows: without statistics SQLite may prefer a
