@@ -244,17 +244,47 @@ fn entry_filters(binder: &mut Binder, param: &str, tests: &[EntryTest]) -> Vec<E
     filters
 }
 
-/// A [`Condition::Match`] as a probe of the row's own index entries (`EXISTS` on the
-/// `(resource_type, id, param)` index) instead of a membership test: cheaper when the
-/// condition holds for so many rows that a search walking rows in order meets a match soon.
-/// `None` for other conditions.
+/// The `(param, tests)` of the [`Condition::Match`]es that `cond` is any one of: itself, or
+/// the members of a [`Condition::Any`] made of matches alone (a union parameter's parts);
+/// empty for other conditions.
+fn alternative_matches(cond: &Condition) -> Vec<(&str, &[EntryTest])> {
+    fn as_match(c: &Condition) -> Option<(&str, &[EntryTest])> {
+        match c {
+            Condition::Match { param, tests } => Some((param.as_str(), tests.as_slice())),
+            _ => None,
+        }
+    }
+    match cond {
+        Condition::Any(list) => list
+            .iter()
+            .map(as_match)
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        other => as_match(other).into_iter().collect(),
+    }
+}
+
+/// The [`EntryFilter`]s of the matches `cond` is any one of ([`alternative_matches`]).
+fn alternative_filters(binder: &mut Binder, cond: &Condition) -> Vec<EntryFilter> {
+    let mut filters = Vec::new();
+    for (param, tests) in alternative_matches(cond) {
+        filters.extend(entry_filters(binder, param, tests));
+    }
+    filters
+}
+
+/// A [`Condition::Match`] (or an `Any` of them) as a probe of the row's own index entries
+/// (`EXISTS` on the `(resource_type, id, param)` key) instead of a membership test: cheaper
+/// when the condition holds for so many rows that a search walking rows in order meets a
+/// match soon. `None` for other conditions.
 pub(super) fn probe(binder: &mut Binder, cond: &Condition, scope: &Scope) -> Option<String> {
-    let Condition::Match { param, tests } = cond else {
-        return None;
-    };
     let a = &scope.alias;
     let dialect = binder.dialect;
-    let probes: Vec<String> = entry_filters(binder, param, tests)
+    let filters = alternative_filters(binder, cond);
+    if filters.is_empty() {
+        return None;
+    }
+    let probes: Vec<String> = filters
         .into_iter()
         .map(|f| {
             // Without statistics SQLite prefers a range on the value index, which scans
@@ -280,30 +310,34 @@ pub(super) fn probe(binder: &mut Binder, cond: &Condition, scope: &Scope) -> Opt
 }
 
 /// `SELECT count(*)` of the index entries of resources of type `resource_type` that pass a
-/// [`Condition::Match`] on one index table, counting no further than `cap`; `None` for other
-/// conditions.
+/// [`Condition::Match`] (or an `Any` of them), counting no further than `cap`; `None` for
+/// other conditions.
 pub(super) fn capped_count(
     binder: &mut Binder,
     cond: &Condition,
     resource_type: &str,
     cap: usize,
 ) -> Option<String> {
-    let Condition::Match { param, tests } = cond else {
-        return None;
-    };
-    let mut filters = entry_filters(binder, param, tests);
-    if filters.len() != 1 {
+    let filters = alternative_filters(binder, cond);
+    if filters.is_empty() {
         return None;
     }
-    let f = filters.remove(0);
     let t = binder.text(resource_type);
     let cap = binder.bind(Param::Int(cap as i64));
+    let entries: Vec<String> = filters
+        .iter()
+        .map(|f| {
+            format!(
+                "SELECT 1 FROM {from} WHERE {e}.resource_type = {t} AND {filter}",
+                from = f.from,
+                e = f.alias,
+                filter = f.filter,
+            )
+        })
+        .collect();
     Some(format!(
-        "SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {e}.resource_type = {t} AND {filter} \
-         LIMIT {cap}) c",
-        from = f.from,
-        e = f.alias,
-        filter = f.filter,
+        "SELECT count(*) FROM ({} LIMIT {cap}) c",
+        entries.join(" UNION ALL ")
     ))
 }
 

@@ -613,4 +613,38 @@ mod tests {
         };
         assert!(probe_candidates(Dialect::Sqlite, &two_types, 2000).is_empty());
     }
+
+    /// A union parameter's condition (any of its parts' matches) is counted and probed as
+    /// one: its entries of either part, an `EXISTS` on either part.
+    #[test]
+    fn alternatives_of_matches_are_probed_together() {
+        let part = |param: &str| Condition::Match {
+            param: param.into(),
+            tests: vec![EntryTest::Exists(IndexTable::Token)],
+        };
+        let query = SearchQuery {
+            resource_types: vec!["Observation".into()],
+            conditions: vec![Condition::Any(vec![part("code"), part("component-code")])],
+            count: 50,
+            ..Default::default()
+        };
+        let candidates = probe_candidates(Dialect::Sqlite, &query, 2000);
+        assert_eq!(
+            candidates[0].1.text,
+            "SELECT count(*) FROM (SELECT 1 FROM idx_token e1 WHERE e1.resource_type = ?3 AND \
+             e1.param = ?1 UNION ALL SELECT 1 FROM idx_token e2 WHERE e2.resource_type = ?3 AND \
+             e2.param = ?2 LIMIT ?4) c"
+        );
+        let page = plan_search(Dialect::Sqlite, &query, &[0])
+            .expect("plan")
+            .page
+            .expect("page")
+            .text;
+        assert_eq!(
+            page.matches("EXISTS (SELECT 1 FROM idx_token").count(),
+            2,
+            "{page}"
+        );
+        assert!(!page.contains(" IN (SELECT"), "{page}");
+    }
 }
