@@ -106,8 +106,14 @@ pub(super) fn union_parts(
 /// match on any of them, a negated match (`:not`, `:missing=true`) one on none of them.
 /// Parameter names that extend `code` (a composite's keys, `:of-type`) extend each part.
 fn on_parts(condition: Condition, code: &str, parts: &[&str]) -> Condition {
-    let each = |param: &str, tests: &[EntryTest], negated: bool| -> Vec<Condition> {
-        let suffix = param.strip_prefix(code).unwrap_or_default();
+    // What follows `code` in a parameter name of its own: nothing, a composite key, a modifier.
+    let suffix_of = |param: &str| -> Option<String> {
+        param
+            .strip_prefix(code)
+            .filter(|rest| rest.is_empty() || rest.starts_with(['$', ':']))
+            .map(str::to_owned)
+    };
+    let each = |suffix: String, tests: &[EntryTest], negated: bool| -> Vec<Condition> {
         parts
             .iter()
             .map(|part| {
@@ -122,12 +128,14 @@ fn on_parts(condition: Condition, code: &str, parts: &[&str]) -> Condition {
             .collect()
     };
     match condition {
-        Condition::Match { param, tests } if param.starts_with(code) => {
-            Condition::Any(each(&param, &tests, false))
-        }
-        Condition::NoMatch { param, tests } if param.starts_with(code) => {
-            Condition::All(each(&param, &tests, true))
-        }
+        Condition::Match { param, tests } => match suffix_of(&param) {
+            Some(suffix) => Condition::Any(each(suffix, &tests, false)),
+            None => Condition::Match { param, tests },
+        },
+        Condition::NoMatch { param, tests } => match suffix_of(&param) {
+            Some(suffix) => Condition::All(each(suffix, &tests, true)),
+            None => Condition::NoMatch { param, tests },
+        },
         Condition::Any(list) => {
             Condition::Any(list.into_iter().map(|c| on_parts(c, code, parts)).collect())
         }
