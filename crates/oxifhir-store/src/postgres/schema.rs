@@ -202,25 +202,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX resources_updated_idx ON resources (resource_type, last_updated, id)
         INCLUDE (method);
     "#,
-    // 6: `Observation`'s `combo-*` parameters are unions of two others each (`combo-code` is
-    // `code` and `component-code`), searched through their parts' entries
-    // (`oxifhir_model::search_param::union_parts`) and no longer indexed themselves.
-    r#"
-    DELETE FROM idx_token WHERE resource_type = 'Observation'
-        AND (param IN ('combo-code', 'combo-data-absent-reason', 'combo-value-concept')
-            OR param LIKE 'combo-code-value-concept$%');
-    DELETE FROM idx_quantity WHERE resource_type = 'Observation'
-        AND (param = 'combo-value-quantity' OR param LIKE 'combo-code-value-quantity$%');
-    "#,
-    // 7: `idx_reference_url` leaves out the references written as the `Type/id` of their
-    // target, which no URL test matches (`crate::sql::reference_url_indexed`): in the
-    // synthetic data set, every one of them.
-    r#"
-    DROP INDEX idx_reference_url;
-    CREATE INDEX idx_reference_url
-        ON idx_reference (resource_type, param, url, id, target_type, target_id)
-        WHERE url IS DISTINCT FROM (target_type || '/' || target_id);
-    "#,
+    // 6 and 7: the same in both backends.
+    crate::sql::migrations::UNION_PARAMETER_ROWS,
+    crate::sql::migrations::PARTIAL_REFERENCE_URL_INDEX,
 ];
 
 /// Checks a schema name from configuration: `[a-z0-9_]+`, at most 63 bytes.
@@ -302,15 +286,7 @@ pub(crate) async fn migrate(lease: Lease, schema: Option<&str>) -> StoreResult<i
 
 #[cfg(test)]
 mod tests {
-    use super::{MIGRATIONS, validate_schema_name};
-
-    /// A URL test names the partial index's condition word for word (PostgreSQL proves that
-    /// the index covers a query from the query's own conditions).
-    #[test]
-    fn url_tests_name_the_partial_index_condition() {
-        let condition = crate::sql::reference_url_indexed("e").replace("e.", "");
-        assert!(MIGRATIONS.iter().any(|m| m.contains(&condition)));
-    }
+    use super::validate_schema_name;
 
     #[test]
     fn schema_names() {

@@ -7,6 +7,7 @@
 //! and `condition.rs` (each condition as a predicate).
 
 mod condition;
+pub(crate) mod migrations;
 mod search;
 
 pub(crate) use search::{KeyKind, PROBE_FROM, finish_search, plan_search, probe_candidates};
