@@ -160,6 +160,55 @@ async fn bad_lines_are_reported_and_upsert_is_idempotent() {
     }
 }
 
+/// A load writes its first batches without reading (the resources are presumed new); a
+/// resource met again in a later batch must still be found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_repeated_in_a_later_batch_is_found() {
+    let patient = |id: &str, family: &str| {
+        json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]}).to_string()
+    };
+    let lines = [
+        patient("a", "First"),
+        patient("b", "B"),
+        patient("a", "Second"),
+        patient("c", "C"),
+        patient("a", "Second"),
+    ];
+    for upsert in [false, true] {
+        for db in backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("repeated.ndjson");
+            std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+            let mut args = vec![file.to_str().unwrap(), "--batch-size", "2"];
+            if upsert {
+                args.push("--upsert");
+            }
+            let (ok, stdout, stderr) = import(&args, &db.args, dir.path());
+            assert!(ok, "{stderr}");
+            let store = oxifhir_store::open(&db.config).await.unwrap();
+            let a = store.read("Patient", "a").await.unwrap().unwrap();
+            let family =
+                serde_json::from_slice::<Value>(&a.body).unwrap()["name"][0]["family"].clone();
+            if upsert {
+                assert!(
+                    stdout.contains("imported 4 resources (1 unchanged, 0 bad lines)"),
+                    "{stdout}"
+                );
+                assert_eq!((a.version_id, family), (2, json!("Second")));
+            } else {
+                assert!(
+                    stdout.contains("imported 3 resources (0 unchanged, 2 bad lines)"),
+                    "{stdout}"
+                );
+                assert!(stderr.contains("repeated.ndjson:3: Patient/a already exists"));
+                assert!(stderr.contains("repeated.ndjson:5: Patient/a already exists"));
+                assert_eq!((a.version_id, family), (1, json!("First")));
+            }
+            assert_eq!(all_resources(store.as_ref()).await.len(), 3);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_import_resumes_where_it_stopped() {
     for db in backends() {

@@ -28,17 +28,6 @@ fn conflict(write: &VersionWrite, found: Option<i64>) -> StoreError {
     }
 }
 
-/// Maps an error of an insert into a versioned key: a unique violation is a conflict.
-fn keyed(write: &VersionWrite) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| {
-        if is_unique_violation(&e) {
-            conflict(write, Some(write.version_id))
-        } else {
-            map_err(e)
-        }
-    }
-}
-
 /// Stores `write` as the new current version (see [`crate::StoreTx::write`]).
 pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
     write_many(conn, std::slice::from_ref(write))
@@ -47,13 +36,14 @@ pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> 
 /// Stores `writes` in order, as [`write`] each (see [`crate::StoreTx::write_many`]); stops at
 /// the first failure, leaving the transaction to be rolled back.
 pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreResult<()> {
+    let mut versions = VersionStatements::prepare(conn)?;
     let mut pending = PendingIndex::default();
     for w in writes {
         if w.previous_version.is_some() {
             // Its old index rows are deleted below: rows still pending may be among them.
             pending.flush(conn)?;
         }
-        write_version(conn, w)?;
+        versions.write(conn, w)?;
         if w.method != WriteMethod::Delete {
             pending.add(&w.resource_type, &w.id, &w.index);
         }
@@ -64,45 +54,86 @@ pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreRes
     pending.flush(conn)
 }
 
-/// The history row, the current row, and the removal of the old index rows of one write.
-fn write_version(conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
-    let found: Option<i64> = conn
-        .prepare_cached("SELECT version_id FROM resources WHERE resource_type = ?1 AND id = ?2")
-        .map_err(map_err)?
-        .query_row((&write.resource_type, &write.id), |r| r.get(0))
-        .optional()
-        .map_err(map_err)?;
-    if found != write.previous_version {
-        return Err(conflict(write, found));
+/// The statements that store versions, prepared once for a run of writes.
+struct VersionStatements<'c> {
+    current: rusqlite::CachedStatement<'c>,
+    history: rusqlite::CachedStatement<'c>,
+    create: rusqlite::CachedStatement<'c>,
+    update: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> VersionStatements<'c> {
+    fn prepare(conn: &'c Connection) -> StoreResult<Self> {
+        let prepare = |sql: &str| conn.prepare_cached(sql).map_err(map_err);
+        Ok(VersionStatements {
+            current: prepare(
+                "SELECT version_id FROM resources WHERE resource_type = ?1 AND id = ?2",
+            )?,
+            history: prepare(
+                "INSERT INTO history (resource_type, id, version_id, last_updated, method, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            create: prepare(
+                "INSERT INTO resources \
+                 (resource_type, id, version_id, last_updated, method, body, seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            update: prepare(
+                "UPDATE resources SET version_id = ?3, last_updated = ?4, method = ?5, \
+                 body = ?6, seq = ?7 WHERE resource_type = ?1 AND id = ?2",
+            )?,
+        })
     }
-    let method = write.method.code();
-    let last_updated = write.last_updated.millis();
-    conn.prepare_cached(
-        "INSERT INTO history (resource_type, id, version_id, last_updated, method, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .map_err(map_err)?
-    .execute((
-        &write.resource_type,
-        &write.id,
-        write.version_id,
-        last_updated,
-        method,
-        &write.body,
-    ))
-    .map_err(keyed(write))?;
-    let seq = conn.last_insert_rowid();
-    let current = if write.previous_version.is_none() {
-        "INSERT INTO resources \
-         (resource_type, id, version_id, last_updated, method, body, seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-    } else {
-        "UPDATE resources SET version_id = ?3, last_updated = ?4, method = ?5, body = ?6, \
-         seq = ?7 WHERE resource_type = ?1 AND id = ?2"
-    };
-    conn.prepare_cached(current)
-        .map_err(map_err)?
-        .execute((
+
+    /// The current version of the resource `write` replaces.
+    fn current(&mut self, write: &VersionWrite) -> StoreResult<Option<i64>> {
+        self.current
+            .query_row((&write.resource_type, &write.id), |r| r.get(0))
+            .optional()
+            .map_err(map_err)
+    }
+
+    /// A failed insert into a versioned key: a unique violation is a conflict with the
+    /// version stored now.
+    fn refused(&mut self, write: &VersionWrite, e: rusqlite::Error) -> StoreError {
+        if !is_unique_violation(&e) {
+            return map_err(e);
+        }
+        match self.current(write) {
+            Ok(found) => conflict(write, found),
+            Err(e) => e,
+        }
+    }
+
+    /// The history row, the current row, and the removal of the old index rows of one
+    /// write. A create is not checked by a read first: the keys of `history` and
+    /// `resources` refuse an id that exists.
+    fn write(&mut self, conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
+        if write.previous_version.is_some() {
+            let found = self.current(write)?;
+            if found != write.previous_version {
+                return Err(conflict(write, found));
+            }
+        }
+        let method = write.method.code();
+        let last_updated = write.last_updated.millis();
+        if let Err(e) = self.history.execute((
+            &write.resource_type,
+            &write.id,
+            write.version_id,
+            last_updated,
+            method,
+            &write.body,
+        )) {
+            return Err(self.refused(write, e));
+        }
+        let seq = conn.last_insert_rowid();
+        let current = if write.previous_version.is_none() {
+            &mut self.create
+        } else {
+            &mut self.update
+        };
+        if let Err(e) = current.execute((
             &write.resource_type,
             &write.id,
             write.version_id,
@@ -110,12 +141,14 @@ fn write_version(conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
             method,
             &write.body,
             seq,
-        ))
-        .map_err(keyed(write))?;
-    if write.previous_version.is_some() {
-        delete_index(conn, &write.resource_type, &write.id)?;
+        )) {
+            return Err(self.refused(write, e));
+        }
+        if write.previous_version.is_some() {
+            delete_index(conn, &write.resource_type, &write.id)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Deletes the index rows of one resource.

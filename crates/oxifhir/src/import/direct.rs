@@ -18,6 +18,11 @@ use super::{BadLine, Summary};
 pub struct DirectImport {
     store: Arc<dyn Store>,
     server: FhirServer,
+    /// Whether a batch is written without reading the current versions of its resources
+    /// first, as if they were all new. True until a batch meets a resource that exists: a
+    /// load into an empty database (the usual bulk load) then never reads, and the write
+    /// itself refuses an id that exists, after which that batch and every later one read.
+    assume_new: bool,
     /// Seconds spent reading current versions, writing, and committing.
     timings: std::sync::Mutex<[f64; 3]>,
 }
@@ -72,6 +77,7 @@ impl DirectImport {
         Ok(DirectImport {
             store,
             server,
+            assume_new: true,
             timings: Default::default(),
         })
     }
@@ -111,13 +117,15 @@ impl DirectImport {
             mut prepared,
             mut bad,
         } = batch;
-        let mut attempt = 0;
+        let mut failures = 0;
+        let mut first = true;
         loop {
-            attempt += 1;
-            if attempt > 1 {
+            if !first {
                 prepared = prepare_items(&batch.items, now, 1).0;
             }
-            match self.write(&mut prepared, now, existing).await {
+            first = false;
+            let assumed_new = self.assume_new;
+            match self.write(&mut prepared, now, existing, !assumed_new).await {
                 Ok((summary, more_bad)) => {
                     bad.extend(more_bad);
                     bad.sort_by_key(|b| b.line);
@@ -127,43 +135,51 @@ impl DirectImport {
                     };
                     return Ok((summary, bad));
                 }
+                // The batch met a resource that exists: it is written again, reading first,
+                // and so is every later batch.
+                Err(StoreError::VersionConflict { .. }) if assumed_new => self.assume_new = false,
                 Err(e)
-                    if attempt < 5
+                    if failures < 4
                         && (e.is_retryable()
                             || matches!(e, StoreError::VersionConflict { .. })) =>
                 {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                    failures += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * failures)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Writes the batch in one transaction. Bodies and indexes are moved out of `prepared`:
-    /// after a failure it must be prepared again.
+    /// Writes the batch in one transaction, reading the current versions of its resources
+    /// first when `read_current` (otherwise it fails with a conflict if one exists). Bodies
+    /// and indexes are moved out of `prepared`: after a failure it must be prepared again.
     async fn write(
         &self,
         prepared: &mut [Prepared],
         now: Instant,
         existing: Existing,
+        read_current: bool,
     ) -> Result<(Summary, Vec<BadLine>), StoreError> {
         let mut tx = self.store.begin(Isolation::VersionChecked).await?;
-        let keys: Vec<ResourceKey> = prepared
-            .iter()
-            .map(|p| (p.resource_type.clone(), p.id.clone()))
-            .collect();
         let started = std::time::Instant::now();
-        let current = tx.read_many(&keys).await?;
-        let read = started.elapsed().as_secs_f64();
         let mut latest: HashMap<ResourceKey, Latest> = HashMap::new();
-        for (key, version) in keys.into_iter().zip(current) {
-            if let Some(v) = version {
-                let body = (!v.is_deleted()).then_some(v.body);
-                latest
-                    .entry(key)
-                    .or_insert(Latest::Stored(v.version_id, v.last_updated, body));
+        if read_current {
+            let keys: Vec<ResourceKey> = prepared
+                .iter()
+                .map(|p| (p.resource_type.clone(), p.id.clone()))
+                .collect();
+            let current = tx.read_many(&keys).await?;
+            for (key, version) in keys.into_iter().zip(current) {
+                if let Some(v) = version {
+                    let body = (!v.is_deleted()).then_some(v.body);
+                    latest
+                        .entry(key)
+                        .or_insert(Latest::Stored(v.version_id, v.last_updated, body));
+                }
             }
         }
+        let read = started.elapsed().as_secs_f64();
         let mut writes: Vec<VersionWrite> = Vec::with_capacity(prepared.len());
         let mut summary = Summary::default();
         let mut bad = Vec::new();
