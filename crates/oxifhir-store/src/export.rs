@@ -308,8 +308,9 @@ pub(crate) fn version_at(dialect: Dialect) -> String {
         Dialect::Postgres => ("$1", "$2", "$3"),
     };
     format!(
-        "SELECT {VERSION_COLUMNS} FROM history WHERE resource_type = {a} AND id = {b} \
-         AND last_updated <= {c} ORDER BY version_id DESC LIMIT 1"
+        "SELECT {} FROM history WHERE resource_type = {a} AND id = {b} \
+         AND last_updated <= {c} ORDER BY version_id DESC LIMIT 1",
+        crate::sql::history_columns(dialect)
     )
 }
 

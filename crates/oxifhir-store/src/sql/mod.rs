@@ -107,6 +107,21 @@ impl Binder {
 pub(crate) const VERSION_COLUMNS: &str =
     "resource_type, id, version_id, last_updated, method, body, seq";
 
+/// [`VERSION_COLUMNS`] of a query `FROM history`. On SQLite the history row of a current
+/// version leaves its body to `resources` (an empty `body`, see `sqlite/schema.rs`): a body
+/// is stored once until the version is replaced. (A deletion's body is empty everywhere.)
+pub(crate) fn history_columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "resource_type, id, version_id, last_updated, method, \
+             CASE WHEN length(body) > 0 THEN body ELSE coalesce((SELECT r.body FROM resources r \
+             WHERE r.resource_type = history.resource_type AND r.id = history.id \
+             AND r.seq = history.seq), body) END, seq"
+        }
+        Dialect::Postgres => VERSION_COLUMNS,
+    }
+}
+
 /// A version row together with its `seq` and the values of its sort-key columns.
 #[derive(Debug, Clone)]
 pub(crate) struct RowData {
@@ -188,7 +203,8 @@ pub(crate) fn plan_history(dialect: Dialect, query: &HistoryQuery) -> StoreResul
     }
     let limit = binder.bind(Param::Int(limit_of(query.count)));
     let text = format!(
-        "SELECT {VERSION_COLUMNS} FROM history{} ORDER BY last_updated DESC, seq DESC LIMIT {limit}",
+        "SELECT {} FROM history{} ORDER BY last_updated DESC, seq DESC LIMIT {limit}",
+        history_columns(dialect),
         where_clause(&filter)
     );
     Ok(HistoryPlan {
@@ -277,9 +293,12 @@ mod tests {
         let plan = plan_history(Dialect::Sqlite, &query).expect("plan");
         assert_eq!(
             plan.page.expect("page").text,
-            "SELECT resource_type, id, version_id, last_updated, method, body, seq FROM history \
+            format!(
+                "SELECT {} FROM history \
              WHERE resource_type = ?1 AND last_updated >= ?2 AND (last_updated < ?3 OR \
-             (last_updated = ?4 AND seq < ?5)) ORDER BY last_updated DESC, seq DESC LIMIT ?6"
+             (last_updated = ?4 AND seq < ?5)) ORDER BY last_updated DESC, seq DESC LIMIT ?6",
+                history_columns(Dialect::Sqlite)
+            )
         );
         assert_eq!(
             plan.total.text,

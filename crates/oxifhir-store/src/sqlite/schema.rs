@@ -9,6 +9,11 @@
 //! all rows of its resource, a deletion removes them. Since migration 5 each is a
 //! `WITHOUT ROWID` table whose primary key `(resource_type, id, param, n)` is that lookup;
 //! queries that must seek it name it with [`crate::sql::sqlite_by_resource`].
+//!
+//! A body is stored once while its version is current: in `resources`, its `history` row
+//! holding an empty `body`. A write that replaces the version first moves the body into that
+//! history row. Queries of history read the body through [`crate::sql::history_columns`].
+//! (Rows written before this rule hold their body twice, which reads the same.)
 
 use std::path::Path;
 use std::time::Duration;

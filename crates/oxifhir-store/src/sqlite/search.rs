@@ -116,8 +116,8 @@ pub(super) fn vread(
 ) -> StoreResult<Option<ResourceVersion>> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {VERSION_COLUMNS} FROM history \
-             WHERE resource_type = ?1 AND id = ?2 AND version_id = ?3"
+            "SELECT {} FROM history WHERE resource_type = ?1 AND id = ?2 AND version_id = ?3",
+            sql::history_columns(Dialect::Sqlite)
         ))
         .map_err(map_err)?;
     let row = stmt

@@ -57,6 +57,8 @@ pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreRes
 /// The statements that store versions, prepared once for a run of writes.
 struct VersionStatements<'c> {
     current: rusqlite::CachedStatement<'c>,
+    /// Moves the replaced version's body into its history row.
+    keep_replaced: rusqlite::CachedStatement<'c>,
     history: rusqlite::CachedStatement<'c>,
     create: rusqlite::CachedStatement<'c>,
     update: rusqlite::CachedStatement<'c>,
@@ -69,9 +71,14 @@ impl<'c> VersionStatements<'c> {
             current: prepare(
                 "SELECT version_id FROM resources WHERE resource_type = ?1 AND id = ?2",
             )?,
+            keep_replaced: prepare(
+                "UPDATE history SET body = r.body FROM resources r \
+                 WHERE r.resource_type = ?1 AND r.id = ?2 AND history.seq = r.seq \
+                 AND length(history.body) = 0",
+            )?,
             history: prepare(
                 "INSERT INTO history (resource_type, id, version_id, last_updated, method, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, x'')",
             )?,
             create: prepare(
                 "INSERT INTO resources \
@@ -105,15 +112,18 @@ impl<'c> VersionStatements<'c> {
         }
     }
 
-    /// The history row, the current row, and the removal of the old index rows of one
-    /// write. A create is not checked by a read first: the keys of `history` and
-    /// `resources` refuse an id that exists.
+    /// The history row, the current row (holding the body, see `schema.rs`), and the
+    /// removal of the old index rows of one write. A create is not checked by a read first:
+    /// the keys of `history` and `resources` refuse an id that exists.
     fn write(&mut self, conn: &Connection, write: &VersionWrite) -> StoreResult<()> {
         if write.previous_version.is_some() {
             let found = self.current(write)?;
             if found != write.previous_version {
                 return Err(conflict(write, found));
             }
+            self.keep_replaced
+                .execute((&write.resource_type, &write.id))
+                .map_err(map_err)?;
         }
         let method = write.method.code();
         let last_updated = write.last_updated.millis();
@@ -123,7 +133,6 @@ impl<'c> VersionStatements<'c> {
             write.version_id,
             last_updated,
             method,
-            &write.body,
         )) {
             return Err(self.refused(write, e));
         }

@@ -2,7 +2,7 @@
 
 use oxifhir_store::{HistoryPage, HistoryQuery, HistoryScope, Store, StoreError};
 
-use crate::harness::{Harness, delete, keys, put, write};
+use crate::harness::{Harness, body, delete, keys, put, write};
 
 fn query(scope: HistoryScope) -> HistoryQuery {
     HistoryQuery {
@@ -248,7 +248,64 @@ async fn history_count_zero_and_bad_cursors(h: Harness) {
     }
 }
 
+/// Every version reads back with its own body however often the resource changed; on SQLite
+/// the history row of the current version stores no copy of the body.
+async fn every_version_keeps_its_body(h: Harness) {
+    let store = h.store.as_ref();
+    for w in [
+        put("Patient", "a", 1, 1_000),
+        put("Patient", "a", 2, 2_000),
+        delete("Patient", "a", 3, 3_000),
+        put("Patient", "a", 4, 4_000),
+        put("Patient", "a", 5, 5_000),
+    ] {
+        write(store, w).await.expect("write");
+    }
+    for version in 1..=5 {
+        let v = store
+            .vread("Patient", "a", version)
+            .await
+            .expect("vread")
+            .expect("version");
+        let expected = if version == 3 {
+            Vec::new()
+        } else {
+            body("Patient", "a", version)
+        };
+        assert_eq!(v.body, expected, "version {version}");
+    }
+    let page = store.history(&query(patient("a"))).await.expect("history");
+    let bodies: Vec<Vec<u8>> = page.versions.iter().map(|v| v.body.clone()).collect();
+    let expected: Vec<Vec<u8>> = [5, 4, 3, 2, 1]
+        .into_iter()
+        .map(|v| {
+            if v == 3 {
+                Vec::new()
+            } else {
+                body("Patient", "a", v)
+            }
+        })
+        .collect();
+    assert_eq!(bodies, expected);
+    if let Some(file) = h.sqlite_file() {
+        let conn = rusqlite::Connection::open(file).expect("open");
+        let stored: Vec<(i64, i64)> = conn
+            .prepare("SELECT version_id, length(body) FROM history ORDER BY version_id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let len = |v: i64| body("Patient", "a", v).len() as i64;
+        assert_eq!(
+            stored,
+            [(1, len(1)), (2, len(2)), (3, 0), (4, len(4)), (5, 0)]
+        );
+    }
+}
+
 store_tests!(
+    every_version_keeps_its_body,
     history_scopes_newest_first,
     history_since_before,
     history_paging,
