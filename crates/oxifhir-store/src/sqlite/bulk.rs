@@ -12,7 +12,11 @@
 //!
 //! Which indexes are deferred: every index of an index table except those keyed by
 //! `(resource_type, id)`, which writes need to replace a resource's rows (since migration 5
-//! that key is each table's primary key, which is never dropped).
+//! that key is each table's primary key, which is never dropped), and the time-ordered
+//! indexes of `history`, whose rows are small (a current version's body is in `resources`,
+//! see `schema.rs`) and so quick to sort. `history`'s unique version key stays: it refuses a
+//! version written twice. The indexes of `resources` stay too: building them would read
+//! every body again.
 //!
 //! **A rollback journal instead of the WAL:** in WAL mode every page is written twice, to
 //! the WAL and then, by a checkpoint, into the database; a load is mostly new pages at the
@@ -278,7 +282,7 @@ fn defer_indexes(conn: &Connection) -> StoreResult<()> {
 }
 
 /// `(name, CREATE INDEX text)` of every index of an index table not keyed by
-/// `(resource_type, id)`.
+/// `(resource_type, id)`, and of `history`'s time-ordered indexes.
 fn deferrable(conn: &Connection) -> StoreResult<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut stmt = conn
@@ -287,7 +291,7 @@ fn deferrable(conn: &Connection) -> StoreResult<Vec<(String, String)>> {
              WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
         )
         .map_err(map_err)?;
-    for table in INDEX_TABLES {
+    for table in INDEX_TABLES.iter().chain(&["history"]) {
         let indexes = stmt
             .query_map([table], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
