@@ -38,20 +38,116 @@ pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> 
 pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreResult<()> {
     let mut versions = VersionStatements::prepare(conn)?;
     let mut pending = PendingIndex::default();
-    for w in writes {
-        if w.previous_version.is_some() {
-            // Its old index rows are deleted below: rows still pending may be among them.
-            pending.flush(conn)?;
+    let mut rest = writes;
+    while !rest.is_empty() {
+        let creates = rest
+            .iter()
+            .take(CREATES_PER_INSERT)
+            .take_while(|w| w.previous_version.is_none())
+            .count();
+        let done = if creates == CREATES_PER_INSERT {
+            store_creates(conn, &mut versions, &rest[..creates])?;
+            creates
+        } else {
+            if rest[0].previous_version.is_some() {
+                // Its old index rows are deleted below: rows still pending may be among them.
+                pending.flush(conn)?;
+            }
+            versions.write(conn, &rest[0])?;
+            1
+        };
+        for w in &rest[..done] {
+            if w.method != WriteMethod::Delete {
+                pending.add(&w.resource_type, &w.id, &w.index);
+            }
         }
-        versions.write(conn, w)?;
-        if w.method != WriteMethod::Delete {
-            pending.add(&w.resource_type, &w.id, &w.index);
-        }
+        rest = &rest[done..];
         if pending.len() >= FLUSH_ROWS {
             pending.flush(conn)?;
         }
     }
     pending.flush(conn)
+}
+
+/// Creates stored together by [`store_creates`]; fewer in a row are stored one by one.
+const CREATES_PER_INSERT: usize = 32;
+
+/// Stores [`CREATES_PER_INSERT`] creates with one multi-row `INSERT` into `history` and one
+/// into `resources`. They take the next `seq`s themselves (`history`'s `AUTOINCREMENT` then
+/// records the last), so that each `resources` row can name its history row. An id that
+/// exists fails the statements; the conflict names the first such write.
+fn store_creates(
+    conn: &Connection,
+    versions: &mut VersionStatements<'_>,
+    creates: &[VersionWrite],
+) -> StoreResult<()> {
+    let next_seq: i64 = conn
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'history'), 0), \
+             coalesce((SELECT max(seq) FROM history), 0)) + 1",
+        )
+        .map_err(map_err)?
+        .query_row([], |r| r.get(0))
+        .map_err(map_err)?;
+    let rows = |width: usize| {
+        let one = format!("({})", vec!["?"; width].join(", "));
+        vec![one; creates.len()].join(", ")
+    };
+    let stored = (|| {
+        let mut history = conn.prepare_cached(&format!(
+            "INSERT INTO history (seq, resource_type, id, version_id, last_updated, method, body) \
+             VALUES {}",
+            rows(7)
+        ))?;
+        let mut resources = conn.prepare_cached(&format!(
+            "INSERT INTO resources \
+             (resource_type, id, version_id, last_updated, method, body, seq) VALUES {}",
+            rows(7)
+        ))?;
+        let seqs: Vec<i64> = (next_seq..).take(creates.len()).collect();
+        let millis: Vec<i64> = creates.iter().map(|w| w.last_updated.millis()).collect();
+        let methods: Vec<&str> = creates.iter().map(|w| w.method.code()).collect();
+        let empty: &[u8] = &[];
+        let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(creates.len() * 7);
+        for (i, w) in creates.iter().enumerate() {
+            bound.extend([
+                &seqs[i] as &dyn ToSql,
+                &w.resource_type,
+                &w.id,
+                &w.version_id,
+                &millis[i],
+                &methods[i],
+                &empty,
+            ]);
+        }
+        history.execute(bound.as_slice())?;
+        bound.clear();
+        for (i, w) in creates.iter().enumerate() {
+            bound.extend([
+                &w.resource_type as &dyn ToSql,
+                &w.id,
+                &w.version_id,
+                &millis[i],
+                &methods[i],
+                &w.body,
+                &seqs[i],
+            ]);
+        }
+        resources.execute(bound.as_slice())?;
+        Ok(())
+    })();
+    match stored {
+        Ok(()) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            for w in creates {
+                if let Some(found) = versions.current(w)? {
+                    return Err(conflict(w, Some(found)));
+                }
+            }
+            Err(conflict(&creates[0], None))
+        }
+        Err(e) => Err(map_err(e)),
+    }
 }
 
 /// The statements that store versions, prepared once for a run of writes.

@@ -3,7 +3,9 @@
 //! and interrupted (the next opening rebuilds the indexes) — and, on SQLite, the rollback
 //! journal a load uses when it has the database to itself.
 
-use oxifhir_store::{BulkLoad, IndexEntries, Isolation, Store, StringEntry, TokenEntry};
+use oxifhir_store::{
+    BulkLoad, IndexEntries, Isolation, Store, StoreError, StringEntry, TokenEntry,
+};
 
 use crate::harness::{Harness, WriteExt, put, write};
 
@@ -101,6 +103,57 @@ async fn write_many_batches_index_rows(h: Harness) {
     check(&h, h.store.as_ref(), 300).await;
 }
 
+/// Among many creates (SQLite stores them with multi-row inserts), one of an id that exists
+/// fails the batch with a conflict naming it, and nothing of the batch is stored.
+async fn a_create_of_an_existing_id_among_many_is_a_conflict(h: Harness) {
+    let store = h.store.as_ref();
+    write(store, put("Patient", "p10", 1, 500))
+        .await
+        .expect("p10");
+    let writes: Vec<_> = (0..80)
+        .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
+        .collect();
+    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+    let err = tx.write_many(writes).await.expect_err("p10 exists");
+    drop(tx);
+    match err {
+        StoreError::VersionConflict { id, expected, .. } => {
+            assert_eq!((id.as_str(), expected), ("p10", None));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.read("Patient", "p0").await.expect("read").is_none());
+    let writes: Vec<_> = (20..80)
+        .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
+        .collect();
+    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+    tx.write_many(writes).await.expect("write_many");
+    tx.commit().await.expect("commit");
+    for i in [20, 51, 52, 79] {
+        let v = store
+            .read("Patient", &format!("p{i}"))
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(v.body, crate::harness::body("Patient", &format!("p{i}"), 1));
+        let history = store
+            .vread("Patient", &format!("p{i}"), 1)
+            .await
+            .expect("vread")
+            .expect("version");
+        assert_eq!(history.body, v.body);
+    }
+    write(store, put("Patient", "p52", 2, 2_000))
+        .await
+        .expect("update after a multi-row create");
+    let old = store
+        .vread("Patient", "p52", 1)
+        .await
+        .expect("vread")
+        .expect("version 1");
+    assert_eq!(old.body, crate::harness::body("Patient", "p52", 1));
+}
+
 async fn bulk_load_with_deferred_indexes(h: Harness) {
     let before = sqlite_indexes(&h);
     let store = h.store.as_ref();
@@ -185,6 +238,7 @@ async fn a_load_beside_another_open_store_keeps_the_wal(h: Harness) {
 }
 
 store_tests!(
+    a_create_of_an_existing_id_among_many_is_a_conflict,
     a_load_alone_on_the_database_leaves_the_wal_until_it_ends,
     a_load_beside_another_open_store_keeps_the_wal,
     write_many_batches_index_rows,
