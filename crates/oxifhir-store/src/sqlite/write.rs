@@ -70,7 +70,7 @@ pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreRes
 }
 
 /// Creates stored together by [`store_creates`]; fewer in a row are stored one by one.
-const CREATES_PER_INSERT: usize = 32;
+const CREATES_PER_INSERT: usize = 64;
 
 /// Stores [`CREATES_PER_INSERT`] creates with one multi-row `INSERT` into `history` and one
 /// into `resources`. They take the next `seq`s themselves (`history`'s `AUTOINCREMENT` then
@@ -449,7 +449,7 @@ fn row_key(values: &[Bound<'_>]) -> StoreResult<String> {
 const FLUSH_ROWS: usize = 4096;
 
 /// Rows per multi-row `INSERT`; fewer left over go in one by one.
-const ROWS_PER_INSERT: usize = 64;
+const ROWS_PER_INSERT: usize = 128;
 
 /// A value bound to an index row: borrowed from the entry, or the row's number `n`.
 #[derive(Clone, Copy)]

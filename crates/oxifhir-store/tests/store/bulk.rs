@@ -123,13 +123,13 @@ async fn a_create_of_an_existing_id_among_many_is_a_conflict(h: Harness) {
         other => panic!("{other:?}"),
     }
     assert!(store.read("Patient", "p0").await.expect("read").is_none());
-    let writes: Vec<_> = (20..80)
+    let writes: Vec<_> = (20..220)
         .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
         .collect();
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     tx.write_many(writes).await.expect("write_many");
     tx.commit().await.expect("commit");
-    for i in [20, 51, 52, 79] {
+    for i in [20, 83, 84, 150, 219] {
         let v = store
             .read("Patient", &format!("p{i}"))
             .await
@@ -143,15 +143,15 @@ async fn a_create_of_an_existing_id_among_many_is_a_conflict(h: Harness) {
             .expect("version");
         assert_eq!(history.body, v.body);
     }
-    write(store, put("Patient", "p52", 2, 2_000))
+    write(store, put("Patient", "p84", 2, 2_000))
         .await
         .expect("update after a multi-row create");
     let old = store
-        .vread("Patient", "p52", 1)
+        .vread("Patient", "p84", 1)
         .await
         .expect("vread")
         .expect("version 1");
-    assert_eq!(old.body, crate::harness::body("Patient", "p52", 1));
+    assert_eq!(old.body, crate::harness::body("Patient", "p84", 1));
 }
 
 async fn bulk_load_with_deferred_indexes(h: Harness) {
