@@ -69,6 +69,12 @@ pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreRes
     pending.flush(conn)
 }
 
+/// The `VALUES` list of a multi-row `INSERT`: `rows` rows of `width` placeholders each.
+fn placeholders(width: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; width].join(", "));
+    vec![one; rows].join(", ")
+}
+
 /// Creates stored together by [`store_creates`]; fewer in a row are stored one by one.
 const CREATES_PER_INSERT: usize = 64;
 
@@ -89,20 +95,16 @@ fn store_creates(
         .map_err(map_err)?
         .query_row([], |r| r.get(0))
         .map_err(map_err)?;
-    let rows = |width: usize| {
-        let one = format!("({})", vec!["?"; width].join(", "));
-        vec![one; creates.len()].join(", ")
-    };
     let stored = (|| {
         let mut history = conn.prepare_cached(&format!(
             "INSERT INTO history (seq, resource_type, id, version_id, last_updated, method, body) \
              VALUES {}",
-            rows(7)
+            placeholders(7, creates.len())
         ))?;
         let mut resources = conn.prepare_cached(&format!(
             "INSERT INTO resources \
              (resource_type, id, version_id, last_updated, method, body, seq) VALUES {}",
-            rows(7)
+            placeholders(7, creates.len())
         ))?;
         let seqs: Vec<i64> = (next_seq..).take(creates.len()).collect();
         let millis: Vec<i64> = creates.iter().map(|w| w.last_updated.millis()).collect();
@@ -501,12 +503,11 @@ impl<'a> TableRows<'a> {
 
     /// `INSERT INTO table (columns, n) VALUES (?, …), …` for `rows` rows.
     fn insert_sql(&self, rows: usize) -> String {
-        let one = format!("({})", vec!["?"; self.width()].join(", "));
         format!(
             "INSERT INTO {} ({}, n) VALUES {}",
             self.table,
             self.columns.join(", "),
-            vec![one; rows].join(", ")
+            placeholders(self.width(), rows)
         )
     }
 

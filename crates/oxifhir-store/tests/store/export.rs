@@ -3,7 +3,7 @@
 use futures::StreamExt;
 use oxifhir_store::{ExportFilter, ExportRow, ExportScan, IndexEntries, ReferenceEntry, Store};
 
-use crate::harness::{Harness, WriteExt, delete, put, write};
+use crate::harness::{Harness, WriteExt, delete, put, write, write_all};
 
 fn scan(resource_type: &str, cut: i64) -> ExportScan {
     ExportScan {
@@ -62,18 +62,20 @@ fn subject(patient: &str) -> IndexEntries {
 /// deleted at 400 (after the cut); c: created at 500 (after the cut); d: v1 at 120, deleted
 /// at 180; e: v1 at 50.
 async fn write_patients_around_the_cut(store: &dyn Store) {
-    for w in [
-        put("Patient", "a", 1, 100),
-        put("Patient", "b", 1, 150),
-        put("Patient", "d", 1, 120),
-        delete("Patient", "d", 2, 180),
-        put("Patient", "e", 1, 50),
-        put("Patient", "a", 2, 300),
-        delete("Patient", "b", 2, 400),
-        put("Patient", "c", 1, 500),
-    ] {
-        write(store, w).await.expect("write");
-    }
+    write_all(
+        store,
+        [
+            put("Patient", "a", 1, 100),
+            put("Patient", "b", 1, 150),
+            put("Patient", "d", 1, 120),
+            delete("Patient", "d", 2, 180),
+            put("Patient", "e", 1, 50),
+            put("Patient", "a", 2, 300),
+            delete("Patient", "b", 2, 400),
+            put("Patient", "c", 1, 500),
+        ],
+    )
+    .await;
 }
 
 async fn export_scan_reads_versions_at_the_cut(h: Harness) {

@@ -209,6 +209,13 @@ pub async fn write(store: &dyn Store, write: VersionWrite) -> StoreResult<()> {
     tx.commit().await
 }
 
+/// Writes versions one after another, each in its own transaction.
+pub async fn write_all(store: &dyn Store, writes: impl IntoIterator<Item = VersionWrite>) {
+    for w in writes {
+        write(store, w).await.expect("write");
+    }
+}
+
 /// `Type/id/version` of each version, for compact assertions.
 pub fn keys(versions: &[ResourceVersion]) -> Vec<String> {
     versions

@@ -2,7 +2,7 @@
 
 use oxifhir_store::{HistoryPage, HistoryQuery, HistoryScope, Store, StoreError};
 
-use crate::harness::{Harness, body, delete, keys, put, write};
+use crate::harness::{Harness, body, delete, keys, put, write, write_all};
 
 fn query(scope: HistoryScope) -> HistoryQuery {
     HistoryQuery {
@@ -252,15 +252,17 @@ async fn history_count_zero_and_bad_cursors(h: Harness) {
 /// the history row of the current version stores no copy of the body.
 async fn every_version_keeps_its_body(h: Harness) {
     let store = h.store.as_ref();
-    for w in [
-        put("Patient", "a", 1, 1_000),
-        put("Patient", "a", 2, 2_000),
-        delete("Patient", "a", 3, 3_000),
-        put("Patient", "a", 4, 4_000),
-        put("Patient", "a", 5, 5_000),
-    ] {
-        write(store, w).await.expect("write");
-    }
+    write_all(
+        store,
+        [
+            put("Patient", "a", 1, 1_000),
+            put("Patient", "a", 2, 2_000),
+            delete("Patient", "a", 3, 3_000),
+            put("Patient", "a", 4, 4_000),
+            put("Patient", "a", 5, 5_000),
+        ],
+    )
+    .await;
     for version in 1..=5 {
         let v = store
             .vread("Patient", "a", version)

@@ -12,7 +12,7 @@ use oxifhir_store::{
     ReferenceEntry, Store, StringEntry, TokenEntry,
 };
 
-use crate::harness::{Harness, WriteExt, delete, put, write};
+use crate::harness::{Harness, WriteExt, delete, put, write, write_all};
 
 fn string(param: &str, text: &str) -> StringEntry {
     StringEntry {
@@ -314,18 +314,20 @@ async fn expunge_in_transaction(store: &dyn Store, batch: ExpungeBatch) -> u64 {
 async fn expunge_batches(h: Harness) {
     let store = h.store.as_ref();
     // p1: 3 versions; p2: 2 versions, deleted; p3: 1 version; o1: 2 versions, deleted.
-    for w in [
-        put("Patient", "p1", 1, 1000),
-        put("Patient", "p1", 2, 1001),
-        put("Patient", "p1", 3, 1002),
-        put("Patient", "p2", 1, 1003).with_index(named("p2")),
-        delete("Patient", "p2", 2, 1004),
-        put("Patient", "p3", 1, 1005).with_index(named("p3")),
-        put("Observation", "o1", 1, 1006),
-        delete("Observation", "o1", 2, 1007),
-    ] {
-        write(store, w).await.expect("write");
-    }
+    write_all(
+        store,
+        [
+            put("Patient", "p1", 1, 1000),
+            put("Patient", "p1", 2, 1001),
+            put("Patient", "p1", 3, 1002),
+            put("Patient", "p2", 1, 1003).with_index(named("p2")),
+            delete("Patient", "p2", 2, 1004),
+            put("Patient", "p3", 1, 1005).with_index(named("p3")),
+            put("Observation", "o1", 1, 1006),
+            delete("Observation", "o1", 2, 1007),
+        ],
+    )
+    .await;
     let batch =
         |scope: ExpungeScope, what: ExpungeWhat, limit: usize| ExpungeBatch { scope, what, limit };
     let patients = ExpungeScope {
