@@ -478,8 +478,11 @@ mod tests {
         );
     }
 
+    /// A row of `resources`, column by column.
+    type ResourceRow = (String, String, i64, i64, String, Vec<u8>, i64);
+
     /// The rows of `resources`, in key order.
-    fn resource_rows(conn: &Connection) -> Vec<(String, String, i64, i64, String, Vec<u8>, i64)> {
+    fn resource_rows(conn: &Connection) -> Vec<ResourceRow> {
         conn.prepare(
             "SELECT resource_type, id, version_id, last_updated, method, body, seq \
              FROM resources ORDER BY resource_type, id",
