@@ -209,6 +209,35 @@ async fn a_resource_repeated_in_a_later_batch_is_found() {
     }
 }
 
+/// Imported Slots carry their end times, and the store says so: a server starting on it
+/// has no Slot to reindex.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_slots_need_no_reindexing_at_start() {
+    for db in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Slot.ndjson");
+        let slot = json!({"resourceType": "Slot", "id": "s1", "schedule": {"reference": "Schedule/x"},
+            "status": "free", "start": "2026-01-05T09:00:00Z", "end": "2026-01-05T09:30:00Z"});
+        std::fs::write(&file, format!("{slot}\n")).unwrap();
+        let (ok, stdout, stderr) = import(&[file.to_str().unwrap()], &db.args, dir.path());
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("imported 1 resources"), "{stdout}");
+        let store = oxifhir_store::open(&db.config).await.unwrap();
+        let marks = store.indexed_params().await.unwrap();
+        assert!(
+            marks
+                .iter()
+                .any(|m| m.url == oxifhir_model::search_param::SLOT_END_URL),
+            "{marks:?}"
+        );
+        let server = FhirServer::new(store, ServerConfig::default());
+        let reindexed = oxifhir_server::operations::scheduling::index_slot_ends(&server)
+            .await
+            .unwrap();
+        assert_eq!(reindexed, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_import_resumes_where_it_stopped() {
     for db in backends() {

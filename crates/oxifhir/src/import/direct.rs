@@ -61,19 +61,27 @@ pub enum Existing {
 
 impl DirectImport {
     /// Opens (and migrates) the database and starts a bulk load of about `input_bytes`.
+    ///
+    /// Slots are imported with the end times `Slot?end=` searches, so the store is first
+    /// brought to where a server's start would bring it (Slots stored before that parameter
+    /// existed indexed, and the mark saying so set): otherwise the next `serve` would
+    /// reindex every Slot imported.
     pub async fn open(
         config: &StoreConfig,
         input_bytes: u64,
         defer_indexes: Option<bool>,
     ) -> anyhow::Result<Self> {
         let store = oxifhir_store::open(config).await?;
+        let server = FhirServer::new(store.clone(), ServerConfig::default());
+        oxifhir_server::operations::scheduling::index_slot_ends(&server)
+            .await
+            .map_err(|e| anyhow::anyhow!("indexing Slot end times: {}", e.message()))?;
         store
             .begin_bulk_load(BulkLoad {
                 input_bytes,
                 defer_indexes,
             })
             .await?;
-        let server = FhirServer::new(store.clone(), ServerConfig::default());
         Ok(DirectImport {
             store,
             server,
