@@ -6,6 +6,7 @@
 //! async worker threads. A transaction moves its connection guard into each blocking call
 //! and takes it back afterwards.
 
+mod borrowed;
 mod bulk;
 mod export;
 mod expunge;

@@ -13,6 +13,7 @@
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
 
+use super::borrowed::BorrowedInsert;
 use super::{is_unique_violation, map_err};
 use crate::sql::INDEX_TABLES;
 use crate::{
@@ -82,9 +83,9 @@ const CREATES_PER_INSERT: usize = 64;
 /// into `resources`. They take the next `seq`s themselves (`history`'s `AUTOINCREMENT` then
 /// records the last), so that each `resources` row can name its history row. An id that
 /// exists fails the statements; the conflict names the first such write.
-fn store_creates(
-    conn: &Connection,
-    versions: &mut VersionStatements<'_>,
+fn store_creates<'c>(
+    conn: &'c Connection,
+    versions: &mut VersionStatements<'c>,
     creates: &[VersionWrite],
 ) -> StoreResult<()> {
     let next_seq: i64 = conn
@@ -96,16 +97,31 @@ fn store_creates(
         .query_row([], |r| r.get(0))
         .map_err(map_err)?;
     let stored = (|| {
-        let mut history = conn.prepare_cached(&format!(
-            "INSERT INTO history (seq, resource_type, id, version_id, last_updated, method, body) \
-             VALUES {}",
-            placeholders(7, creates.len())
-        ))?;
-        let mut resources = conn.prepare_cached(&format!(
-            "INSERT INTO resources \
-             (resource_type, id, version_id, last_updated, method, body, seq) VALUES {}",
-            placeholders(7, creates.len())
-        ))?;
+        let (history, resources) = match &mut versions.creates {
+            Some((history, resources)) => (history, resources),
+            none => {
+                let history = BorrowedInsert::prepare(
+                    conn,
+                    &format!(
+                        "INSERT INTO history \
+                         (seq, resource_type, id, version_id, last_updated, method, body) \
+                         VALUES {}",
+                        placeholders(7, CREATES_PER_INSERT)
+                    ),
+                )?;
+                let resources = BorrowedInsert::prepare(
+                    conn,
+                    &format!(
+                        "INSERT INTO resources \
+                         (resource_type, id, version_id, last_updated, method, body, seq) \
+                         VALUES {}",
+                        placeholders(7, CREATES_PER_INSERT)
+                    ),
+                )?;
+                let (history, resources) = none.insert((history, resources));
+                (history, resources)
+            }
+        };
         let seqs: Vec<i64> = (next_seq..).take(creates.len()).collect();
         let millis: Vec<i64> = creates.iter().map(|w| w.last_updated.millis()).collect();
         let methods: Vec<&str> = creates.iter().map(|w| w.method.code()).collect();
@@ -122,7 +138,7 @@ fn store_creates(
                 &empty,
             ]);
         }
-        history.execute(bound.as_slice())?;
+        history.execute(&bound)?;
         bound.clear();
         for (i, w) in creates.iter().enumerate() {
             bound.extend([
@@ -135,7 +151,7 @@ fn store_creates(
                 &seqs[i],
             ]);
         }
-        resources.execute(bound.as_slice())?;
+        resources.execute(&bound)?;
         Ok(())
     })();
     match stored {
@@ -160,6 +176,9 @@ struct VersionStatements<'c> {
     history: rusqlite::CachedStatement<'c>,
     create: rusqlite::CachedStatement<'c>,
     update: rusqlite::CachedStatement<'c>,
+    /// The [`CREATES_PER_INSERT`]-row inserts into `history` and `resources`, prepared by
+    /// the first [`store_creates`].
+    creates: Option<(BorrowedInsert<'c>, BorrowedInsert<'c>)>,
 }
 
 impl<'c> VersionStatements<'c> {
@@ -187,6 +206,7 @@ impl<'c> VersionStatements<'c> {
                 "UPDATE resources SET version_id = ?3, last_updated = ?4, method = ?5, \
                  body = ?6, seq = ?7 WHERE resource_type = ?1 AND id = ?2",
             )?,
+            creates: None,
         })
     }
 
@@ -475,6 +495,8 @@ struct TableRows<'a> {
     table: &'static str,
     columns: &'static [&'static str],
     values: Vec<Bound<'a>>,
+    /// The [`ROWS_PER_INSERT`]-row insert, prepared on the first flush that needs it.
+    insert: Option<BorrowedInsert<'a>>,
 }
 
 impl<'a> TableRows<'a> {
@@ -483,6 +505,7 @@ impl<'a> TableRows<'a> {
             table,
             columns,
             values: Vec::new(),
+            insert: None,
         }
     }
 
@@ -511,16 +534,18 @@ impl<'a> TableRows<'a> {
         )
     }
 
-    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+    /// Inserts the queued rows: full runs of [`ROWS_PER_INSERT`] with their values bound in
+    /// place ([`BorrowedInsert`]: the bulk of a big write), the rest one by one.
+    fn flush(&mut self, conn: &'a Connection) -> StoreResult<()> {
         let width = self.width();
+        if self.insert.is_none() && self.values.len() >= width * ROWS_PER_INSERT {
+            let sql = self.insert_sql(ROWS_PER_INSERT);
+            self.insert = Some(BorrowedInsert::prepare(conn, &sql).map_err(map_err)?);
+        }
         let mut chunks = self.values.chunks_exact(width * ROWS_PER_INSERT);
-        if chunks.len() > 0 {
-            let mut stmt = conn
-                .prepare_cached(&self.insert_sql(ROWS_PER_INSERT))
-                .map_err(map_err)?;
+        if let Some(insert) = &mut self.insert {
             for chunk in chunks.by_ref() {
-                stmt.execute(rusqlite::params_from_iter(chunk))
-                    .map_err(map_err)?;
+                insert.execute(chunk).map_err(map_err)?;
             }
         }
         let rest = chunks.remainder();
@@ -637,7 +662,7 @@ impl<'a> PendingIndex<'a> {
         }
     }
 
-    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+    fn flush(&mut self, conn: &'a Connection) -> StoreResult<()> {
         self.tables.iter_mut().try_for_each(|t| t.flush(conn))
     }
 }
