@@ -23,31 +23,32 @@ pub fn resource_type(value: &Value) -> Option<&str> {
 }
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping every other part of `meta`.
-/// `id` is placed right after `resourceType` and `meta` after `id`, as FHIR writes them.
+/// `id` is placed right after `resourceType` and `meta` after `id`, as FHIR writes them; the
+/// other elements keep their order.
 pub fn stamp(resource: &mut Map<String, Value>, id: &str, version_id: i64, last_updated: Instant) {
-    let mut meta = match resource.shift_remove("meta") {
-        Some(Value::Object(meta)) => meta,
+    let old_meta = match resource.get_mut("meta") {
+        Some(Value::Object(meta)) => std::mem::take(meta),
         _ => Map::new(),
     };
-    meta.shift_remove("versionId");
-    meta.shift_remove("lastUpdated");
-    let mut new_meta = Map::new();
-    new_meta.insert("versionId".into(), Value::String(version_id.to_string()));
-    new_meta.insert(
+    let mut meta = Map::with_capacity(old_meta.len() + 2);
+    meta.insert("versionId".into(), Value::String(version_id.to_string()));
+    meta.insert(
         "lastUpdated".into(),
         Value::String(last_updated.to_string()),
     );
-    new_meta.extend(meta);
-    resource.shift_remove("id");
-    let mut out = Map::with_capacity(resource.len() + 2);
-    let resource_type = resource.shift_remove("resourceType");
-    if let Some(rt) = resource_type {
-        out.insert("resourceType".into(), rt);
+    meta.extend(
+        old_meta
+            .into_iter()
+            .filter(|(k, _)| k != "versionId" && k != "lastUpdated"),
+    );
+    // Moving a key to where it already is costs a lookup; the map is never rebuilt.
+    let mut at = 0;
+    if let Some(resource_type) = resource.get("resourceType").cloned() {
+        resource.shift_insert(at, "resourceType".into(), resource_type);
+        at += 1;
     }
-    out.insert("id".into(), Value::String(id.to_string()));
-    out.insert("meta".into(), Value::Object(new_meta));
-    out.extend(std::mem::take(resource));
-    *resource = out;
+    resource.shift_insert(at, "id".into(), Value::String(id.to_string()));
+    resource.shift_insert(at + 1, "meta".into(), Value::Object(meta));
 }
 
 #[cfg(test)]
@@ -60,6 +61,23 @@ mod tests {
         assert_eq!(
             String::from_utf8(to_bytes(&v)).unwrap(),
             r#"{"resourceType":"Observation","valueQuantity":{"value":1.50}}"#
+        );
+    }
+
+    #[test]
+    fn stamp_keeps_the_order_of_a_stamped_resource() {
+        let mut v = parse(br#"{"resourceType":"Patient","id":"a","meta":{"versionId":"1","lastUpdated":"x","source":"s"},"active":true,"gender":"other"}"#)
+            .unwrap();
+        stamp(v.as_object_mut().unwrap(), "a", 2, Instant::from_millis(0));
+        assert_eq!(
+            String::from_utf8(to_bytes(&v)).unwrap(),
+            r#"{"resourceType":"Patient","id":"a","meta":{"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z","source":"s"},"active":true,"gender":"other"}"#
+        );
+        let mut v = parse(br#"{"gender":"other","id":"b","meta":"not an object"}"#).unwrap();
+        stamp(v.as_object_mut().unwrap(), "c", 1, Instant::from_millis(0));
+        assert_eq!(
+            String::from_utf8(to_bytes(&v)).unwrap(),
+            r#"{"id":"c","meta":{"versionId":"1","lastUpdated":"1970-01-01T00:00:00.000Z"},"gender":"other"}"#
         );
     }
 
