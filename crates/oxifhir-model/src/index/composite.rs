@@ -64,6 +64,12 @@ pub(super) fn add(
     let [(_, first), (second_kind, second)] = param.components.as_slice() else {
         return;
     };
+    // Most values have nothing for most composites (an Observation has one `value[x]`):
+    // the second component is read first, and the token only when it gives something.
+    let values = second.evaluate_at(subject, item);
+    if values.is_empty() {
+        return;
+    }
     let mut tokens = IndexEntries::default();
     for value in first.evaluate_at(subject, item) {
         convert::add_as("", SearchParamType::Token, value, &mut tokens);
@@ -82,9 +88,11 @@ pub(super) fn add(
     if keys.is_empty() {
         return;
     }
-    for value in second.evaluate_at(subject, item) {
+    for value in values {
+        let mut converted = IndexEntries::default();
+        convert::add_as("", *second_kind, value, &mut converted);
         for key in &keys {
-            convert::add_as(key, *second_kind, value, out);
+            convert::extend_named(&converted, key, out);
         }
     }
 }

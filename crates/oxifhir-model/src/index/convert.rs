@@ -484,6 +484,29 @@ fn quantities(param: &str, value: &Value, ty: Option<&str>, out: &mut Vec<Quanti
     }
 }
 
+/// Appends to `out` a copy of every entry of `from`, named `code` (the entries of one value
+/// repeated under several names, converted once).
+pub(super) fn extend_named(from: &IndexEntries, code: &str, out: &mut IndexEntries) {
+    fn copy<T: Clone>(from: &[T], to: &mut Vec<T>, rename: impl Fn(&mut T)) {
+        to.extend(from.iter().map(|entry| {
+            let mut entry = entry.clone();
+            rename(&mut entry);
+            entry
+        }));
+    }
+    copy(&from.strings, &mut out.strings, |e| e.param = code.into());
+    copy(&from.tokens, &mut out.tokens, |e| e.param = code.into());
+    copy(&from.references, &mut out.references, |e| {
+        e.param = code.into()
+    });
+    copy(&from.dates, &mut out.dates, |e| e.param = code.into());
+    copy(&from.numbers, &mut out.numbers, |e| e.param = code.into());
+    copy(&from.quantities, &mut out.quantities, |e| {
+        e.param = code.into()
+    });
+    copy(&from.uris, &mut out.uris, |e| e.param = code.into());
+}
+
 /// The lengths of each entry list before one parameter's entries are added, to remove the
 /// repeats among them afterwards.
 pub(super) struct Marks([usize; 7]);
