@@ -44,7 +44,7 @@ impl<'c> BorrowedInsert<'c> {
                 db,
                 sql.as_ptr().cast::<c_char>(),
                 len,
-                ffi::SQLITE_PREPARE_PERSISTENT as u32,
+                ffi::SQLITE_PREPARE_PERSISTENT,
                 &mut stmt,
                 ptr::null_mut(),
             )
@@ -185,6 +185,9 @@ mod tests {
 
     use super::*;
 
+    /// A row of the test table: `a`, `b`, `c`, and `d` as text.
+    type Row = (String, Vec<u8>, Option<i64>, Option<String>);
+
     fn table() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (a TEXT PRIMARY KEY, b BLOB, c INTEGER, d REAL)")
@@ -214,7 +217,7 @@ mod tests {
             insert.execute(&values).unwrap();
         }
         drop(insert);
-        let rows: Vec<(String, Vec<u8>, Option<i64>, Option<String>)> = conn
+        let rows: Vec<Row> = conn
             .prepare("SELECT a, b, c, CAST(d AS TEXT) FROM t ORDER BY a")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
