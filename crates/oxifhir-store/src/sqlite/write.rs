@@ -37,8 +37,9 @@ pub(super) fn write(conn: &Connection, write: &VersionWrite) -> StoreResult<()> 
 /// Stores `writes` in order, as [`write`] each (see [`crate::StoreTx::write_many`]); stops at
 /// the first failure, leaving the transaction to be rolled back.
 pub(super) fn write_many(conn: &Connection, writes: &[VersionWrite]) -> StoreResult<()> {
-    let mut versions = VersionStatements::prepare(conn)?;
-    let mut pending = PendingIndex::default();
+    let binding = Binding::for_call(writes.len());
+    let mut versions = VersionStatements::prepare(conn, binding)?;
+    let mut pending = PendingIndex::new(binding);
     let mut rest = writes;
     while !rest.is_empty() {
         let creates = rest
@@ -79,6 +80,59 @@ fn placeholders(width: usize, rows: usize) -> String {
 /// Creates stored together by [`store_creates`]; fewer in a row are stored one by one.
 const CREATES_PER_INSERT: usize = 64;
 
+/// Resources written (or reindexed) by one call from which its multi-row inserts bind their
+/// values in place. Such statements are prepared anew by each call, about a million
+/// instructions for one of [`ROWS_PER_INSERT`] index rows, which binding in place wins back
+/// only over several hundred resources.
+const IN_PLACE_FROM: usize = 512;
+
+/// How the multi-row inserts of one call bind their values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// Through the connection's cached statements, which copy every text and blob.
+    Copied,
+    /// In place ([`BorrowedInsert`]), through statements prepared for the call.
+    InPlace,
+}
+
+impl Binding {
+    /// The binding for a call about `resources` resources (see [`IN_PLACE_FROM`]).
+    fn for_call(resources: usize) -> Binding {
+        if resources >= IN_PLACE_FROM {
+            Binding::InPlace
+        } else {
+            Binding::Copied
+        }
+    }
+}
+
+/// The two tables a run of creates is inserted into, in this order.
+#[derive(Debug, Clone, Copy)]
+enum CreatesInto {
+    History,
+    Resources,
+}
+
+impl CreatesInto {
+    /// The [`CREATES_PER_INSERT`]-row insert (see [`store_creates`] for its values).
+    fn sql(self) -> String {
+        let (table, columns) = match self {
+            CreatesInto::History => (
+                "history",
+                "seq, resource_type, id, version_id, last_updated, method, body",
+            ),
+            CreatesInto::Resources => (
+                "resources",
+                "resource_type, id, version_id, last_updated, method, body, seq",
+            ),
+        };
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            placeholders(7, CREATES_PER_INSERT)
+        )
+    }
+}
+
 /// Stores [`CREATES_PER_INSERT`] creates with one multi-row `INSERT` into `history` and one
 /// into `resources`. They take the next `seq`s themselves (`history`'s `AUTOINCREMENT` then
 /// records the last), so that each `resources` row can name its history row. An id that
@@ -97,31 +151,6 @@ fn store_creates<'c>(
         .query_row([], |r| r.get(0))
         .map_err(map_err)?;
     let stored = (|| {
-        let (history, resources) = match &mut versions.creates {
-            Some((history, resources)) => (history, resources),
-            none => {
-                let history = BorrowedInsert::prepare(
-                    conn,
-                    &format!(
-                        "INSERT INTO history \
-                         (seq, resource_type, id, version_id, last_updated, method, body) \
-                         VALUES {}",
-                        placeholders(7, CREATES_PER_INSERT)
-                    ),
-                )?;
-                let resources = BorrowedInsert::prepare(
-                    conn,
-                    &format!(
-                        "INSERT INTO resources \
-                         (resource_type, id, version_id, last_updated, method, body, seq) \
-                         VALUES {}",
-                        placeholders(7, CREATES_PER_INSERT)
-                    ),
-                )?;
-                let (history, resources) = none.insert((history, resources));
-                (history, resources)
-            }
-        };
         let seqs: Vec<i64> = (next_seq..).take(creates.len()).collect();
         let millis: Vec<i64> = creates.iter().map(|w| w.last_updated.millis()).collect();
         let methods: Vec<&str> = creates.iter().map(|w| w.method.code()).collect();
@@ -138,7 +167,7 @@ fn store_creates<'c>(
                 &empty,
             ]);
         }
-        history.execute(&bound)?;
+        versions.insert_creates(conn, CreatesInto::History, &bound)?;
         bound.clear();
         for (i, w) in creates.iter().enumerate() {
             bound.extend([
@@ -151,7 +180,7 @@ fn store_creates<'c>(
                 &seqs[i],
             ]);
         }
-        resources.execute(&bound)?;
+        versions.insert_creates(conn, CreatesInto::Resources, &bound)?;
         Ok(())
     })();
     match stored {
@@ -176,13 +205,14 @@ struct VersionStatements<'c> {
     history: rusqlite::CachedStatement<'c>,
     create: rusqlite::CachedStatement<'c>,
     update: rusqlite::CachedStatement<'c>,
-    /// The [`CREATES_PER_INSERT`]-row inserts into `history` and `resources`, prepared by
-    /// the first [`store_creates`].
-    creates: Option<(BorrowedInsert<'c>, BorrowedInsert<'c>)>,
+    binding: Binding,
+    /// The [`CREATES_PER_INSERT`]-row inserts into `history` and `resources` when they bind
+    /// in place, each prepared by its first use.
+    creates: [Option<BorrowedInsert<'c>>; 2],
 }
 
 impl<'c> VersionStatements<'c> {
-    fn prepare(conn: &'c Connection) -> StoreResult<Self> {
+    fn prepare(conn: &'c Connection, binding: Binding) -> StoreResult<Self> {
         let prepare = |sql: &str| conn.prepare_cached(sql).map_err(map_err);
         Ok(VersionStatements {
             current: prepare(
@@ -206,8 +236,28 @@ impl<'c> VersionStatements<'c> {
                 "UPDATE resources SET version_id = ?3, last_updated = ?4, method = ?5, \
                  body = ?6, seq = ?7 WHERE resource_type = ?1 AND id = ?2",
             )?,
-            creates: None,
+            binding,
+            creates: [None, None],
         })
+    }
+
+    /// Runs the insert of a run of creates into `table` with `values`.
+    fn insert_creates(
+        &mut self,
+        conn: &'c Connection,
+        table: CreatesInto,
+        values: &[&dyn ToSql],
+    ) -> rusqlite::Result<()> {
+        match self.binding {
+            Binding::Copied => conn.prepare_cached(&table.sql())?.execute(values).map(drop),
+            Binding::InPlace => {
+                let insert = match &mut self.creates[table as usize] {
+                    Some(insert) => insert,
+                    none => none.insert(BorrowedInsert::prepare(conn, &table.sql())?),
+                };
+                insert.execute(values)
+            }
+        }
     }
 
     /// The current version of the resource `write` replaces.
@@ -345,7 +395,7 @@ pub(super) fn replace_index_many(
             Some((version, method)) if version == r.version_id && method != WriteMethod::Delete.code()
         ));
     }
-    let mut pending = PendingIndex::default();
+    let mut pending = PendingIndex::new(Binding::for_call(replacements.len()));
     match scope {
         IndexScope::All => {
             for (r, _) in replacements.iter().zip(&current).filter(|(_, c)| **c) {
@@ -495,7 +545,9 @@ struct TableRows<'a> {
     table: &'static str,
     columns: &'static [&'static str],
     values: Vec<Bound<'a>>,
-    /// The [`ROWS_PER_INSERT`]-row insert, prepared on the first flush that needs it.
+    binding: Binding,
+    /// The [`ROWS_PER_INSERT`]-row insert when it binds in place, prepared by the first
+    /// flush that needs it.
     insert: Option<BorrowedInsert<'a>>,
 }
 
@@ -505,6 +557,7 @@ impl<'a> TableRows<'a> {
             table,
             columns,
             values: Vec::new(),
+            binding: Binding::Copied,
             insert: None,
         }
     }
@@ -534,18 +587,27 @@ impl<'a> TableRows<'a> {
         )
     }
 
-    /// Inserts the queued rows: full runs of [`ROWS_PER_INSERT`] with their values bound in
-    /// place ([`BorrowedInsert`]: the bulk of a big write), the rest one by one.
+    /// Inserts the queued rows: full runs of [`ROWS_PER_INSERT`] as the [`Binding`] says,
+    /// the rest one by one.
     fn flush(&mut self, conn: &'a Connection) -> StoreResult<()> {
         let width = self.width();
-        if self.insert.is_none() && self.values.len() >= width * ROWS_PER_INSERT {
+        let run = width * ROWS_PER_INSERT;
+        if self.binding == Binding::InPlace && self.insert.is_none() && self.values.len() >= run {
             let sql = self.insert_sql(ROWS_PER_INSERT);
             self.insert = Some(BorrowedInsert::prepare(conn, &sql).map_err(map_err)?);
         }
-        let mut chunks = self.values.chunks_exact(width * ROWS_PER_INSERT);
+        let mut chunks = self.values.chunks_exact(run);
         if let Some(insert) = &mut self.insert {
             for chunk in chunks.by_ref() {
                 insert.execute(chunk).map_err(map_err)?;
+            }
+        } else if chunks.len() > 0 {
+            let mut stmt = conn
+                .prepare_cached(&self.insert_sql(ROWS_PER_INSERT))
+                .map_err(map_err)?;
+            for chunk in chunks.by_ref() {
+                stmt.execute(rusqlite::params_from_iter(chunk))
+                    .map_err(map_err)?;
             }
         }
         let rest = chunks.remainder();
@@ -618,6 +680,15 @@ impl Default for PendingIndex<'_> {
 }
 
 impl<'a> PendingIndex<'a> {
+    /// No rows yet, to be inserted as `binding` says.
+    fn new(binding: Binding) -> Self {
+        let mut pending = PendingIndex::default();
+        for table in &mut pending.tables {
+            table.binding = binding;
+        }
+        pending
+    }
+
     fn len(&self) -> usize {
         self.tables.iter().map(TableRows::rows).sum()
     }

@@ -103,6 +103,37 @@ async fn write_many_batches_index_rows(h: Harness) {
     check(&h, h.store.as_ref(), 300).await;
 }
 
+/// A call of many hundreds of resources (SQLite binds its values in place rather than
+/// copying them, from 512 on), creates among them a conflict and a repeated id.
+async fn write_many_of_many_hundred_resources(h: Harness) {
+    let store = h.store.as_ref();
+    load(store, 1_100).await;
+    check(&h, store, 1_100).await;
+    let found = store
+        .read("Patient", "p1099")
+        .await
+        .expect("read")
+        .expect("p1099");
+    assert_eq!(found.body, crate::harness::body("Patient", "p1099", 1));
+    let writes: Vec<_> = (1_000..1_600)
+        .map(|i| put("Patient", &format!("p{i}"), 1, 3_000).with_index(index(i)))
+        .collect();
+    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+    let err = tx.write_many(writes).await.expect_err("p1000 exists");
+    drop(tx);
+    assert!(
+        matches!(&err, StoreError::VersionConflict { id, .. } if id.starts_with("p10")),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .read("Patient", "p1100")
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
 /// Among many creates (SQLite stores them with multi-row inserts), one of an id that exists
 /// fails the batch with a conflict naming it, and nothing of the batch is stored.
 async fn a_create_of_an_existing_id_among_many_is_a_conflict(h: Harness) {
@@ -242,6 +273,7 @@ store_tests!(
     a_load_alone_on_the_database_leaves_the_wal_until_it_ends,
     a_load_beside_another_open_store_keeps_the_wal,
     write_many_batches_index_rows,
+    write_many_of_many_hundred_resources,
     bulk_load_with_deferred_indexes,
     an_interrupted_bulk_load_is_finished_on_opening,
 );
