@@ -4,7 +4,7 @@
 //! journal a load uses when it has the database to itself.
 
 use oxifhir_store::{
-    BulkLoad, IndexEntries, Isolation, Store, StoreError, StringEntry, TokenEntry,
+    BulkLoad, IndexEntries, Isolation, Store, StoreError, StringEntry, TokenEntry, VersionWrite,
 };
 
 use crate::harness::{Harness, WriteExt, put, write};
@@ -28,12 +28,22 @@ fn index(i: usize) -> IndexEntries {
     }
 }
 
+/// Creates of Patients `p{i}` for each `i` of `ids`, at `millis`.
+fn creates(ids: std::ops::Range<usize>, millis: i64) -> Vec<VersionWrite> {
+    ids.map(|i| put("Patient", &format!("p{i}"), 1, millis).with_index(index(i)))
+        .collect()
+}
+
+/// The error with which `write_many(writes)` fails, in a transaction then dropped.
+async fn refused(store: &dyn Store, writes: Vec<VersionWrite>) -> StoreError {
+    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
+    tx.write_many(writes).await.expect_err("a refused batch")
+}
+
 /// Writes Patients `p0`…`p{n-1}` in one transaction; then, in another, `p0` as version 2,
 /// and `q0` created and updated in the same batch.
 async fn load(store: &dyn Store, n: usize) {
-    let writes: Vec<_> = (0..n)
-        .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
-        .collect();
+    let writes = creates(0..n, 1_000);
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     tx.write_many(writes).await.expect("write_many");
     tx.commit().await.expect("commit");
@@ -115,12 +125,7 @@ async fn write_many_of_many_hundred_resources(h: Harness) {
         .expect("read")
         .expect("p1099");
     assert_eq!(found.body, crate::harness::body("Patient", "p1099", 1));
-    let writes: Vec<_> = (1_000..1_600)
-        .map(|i| put("Patient", &format!("p{i}"), 1, 3_000).with_index(index(i)))
-        .collect();
-    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
-    let err = tx.write_many(writes).await.expect_err("p1000 exists");
-    drop(tx);
+    let err = refused(store, creates(1_000..1_600, 3_000)).await;
     assert!(
         matches!(&err, StoreError::VersionConflict { id, .. } if id.starts_with("p10")),
         "{err:?}"
@@ -141,22 +146,14 @@ async fn a_create_of_an_existing_id_among_many_is_a_conflict(h: Harness) {
     write(store, put("Patient", "p10", 1, 500))
         .await
         .expect("p10");
-    let writes: Vec<_> = (0..80)
-        .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
-        .collect();
-    let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
-    let err = tx.write_many(writes).await.expect_err("p10 exists");
-    drop(tx);
-    match err {
+    match refused(store, creates(0..80, 1_000)).await {
         StoreError::VersionConflict { id, expected, .. } => {
             assert_eq!((id.as_str(), expected), ("p10", None));
         }
         other => panic!("{other:?}"),
     }
     assert!(store.read("Patient", "p0").await.expect("read").is_none());
-    let writes: Vec<_> = (20..220)
-        .map(|i| put("Patient", &format!("p{i}"), 1, 1_000).with_index(index(i)))
-        .collect();
+    let writes = creates(20..220, 1_000);
     let mut tx = store.begin(Isolation::VersionChecked).await.expect("begin");
     tx.write_many(writes).await.expect("write_many");
     tx.commit().await.expect("commit");
