@@ -106,6 +106,44 @@ impl Binding {
     }
 }
 
+/// A multi-row insert of one call, run as the call's [`Binding`] says.
+struct RunInsert<'c> {
+    binding: Binding,
+    /// The statement when it binds in place, prepared by its first run.
+    in_place: Option<BorrowedInsert<'c>>,
+}
+
+impl<'c> RunInsert<'c> {
+    fn new(binding: Binding) -> Self {
+        RunInsert {
+            binding,
+            in_place: None,
+        }
+    }
+
+    /// Runs the insert `sql` with `values`.
+    fn execute<T: ToSql>(
+        &mut self,
+        conn: &'c Connection,
+        sql: &str,
+        values: &[T],
+    ) -> rusqlite::Result<()> {
+        match self.binding {
+            Binding::Copied => conn
+                .prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(values))
+                .map(drop),
+            Binding::InPlace => {
+                let insert = match &mut self.in_place {
+                    Some(insert) => insert,
+                    none => none.insert(BorrowedInsert::prepare(conn, sql)?),
+                };
+                insert.execute(values)
+            }
+        }
+    }
+}
+
 /// The two tables a run of creates is inserted into, in this order.
 #[derive(Debug, Clone, Copy)]
 enum CreatesInto {
@@ -167,7 +205,8 @@ fn store_creates<'c>(
                 &empty,
             ]);
         }
-        versions.insert_creates(conn, CreatesInto::History, &bound)?;
+        let table = CreatesInto::History;
+        versions.creates[table as usize].execute(conn, &table.sql(), &bound)?;
         bound.clear();
         for (i, w) in creates.iter().enumerate() {
             bound.extend([
@@ -180,7 +219,8 @@ fn store_creates<'c>(
                 &seqs[i],
             ]);
         }
-        versions.insert_creates(conn, CreatesInto::Resources, &bound)?;
+        let table = CreatesInto::Resources;
+        versions.creates[table as usize].execute(conn, &table.sql(), &bound)?;
         Ok(())
     })();
     match stored {
@@ -205,10 +245,8 @@ struct VersionStatements<'c> {
     history: rusqlite::CachedStatement<'c>,
     create: rusqlite::CachedStatement<'c>,
     update: rusqlite::CachedStatement<'c>,
-    binding: Binding,
-    /// The [`CREATES_PER_INSERT`]-row inserts into `history` and `resources` when they bind
-    /// in place, each prepared by its first use.
-    creates: [Option<BorrowedInsert<'c>>; 2],
+    /// The [`CREATES_PER_INSERT`]-row inserts into `history` and `resources` ([`CreatesInto`]).
+    creates: [RunInsert<'c>; 2],
 }
 
 impl<'c> VersionStatements<'c> {
@@ -236,28 +274,8 @@ impl<'c> VersionStatements<'c> {
                 "UPDATE resources SET version_id = ?3, last_updated = ?4, method = ?5, \
                  body = ?6, seq = ?7 WHERE resource_type = ?1 AND id = ?2",
             )?,
-            binding,
-            creates: [None, None],
+            creates: [RunInsert::new(binding), RunInsert::new(binding)],
         })
-    }
-
-    /// Runs the insert of a run of creates into `table` with `values`.
-    fn insert_creates(
-        &mut self,
-        conn: &'c Connection,
-        table: CreatesInto,
-        values: &[&dyn ToSql],
-    ) -> rusqlite::Result<()> {
-        match self.binding {
-            Binding::Copied => conn.prepare_cached(&table.sql())?.execute(values).map(drop),
-            Binding::InPlace => {
-                let insert = match &mut self.creates[table as usize] {
-                    Some(insert) => insert,
-                    none => none.insert(BorrowedInsert::prepare(conn, &table.sql())?),
-                };
-                insert.execute(values)
-            }
-        }
     }
 
     /// The current version of the resource `write` replaces.
@@ -545,10 +563,8 @@ struct TableRows<'a> {
     table: &'static str,
     columns: &'static [&'static str],
     values: Vec<Bound<'a>>,
-    binding: Binding,
-    /// The [`ROWS_PER_INSERT`]-row insert when it binds in place, prepared by the first
-    /// flush that needs it.
-    insert: Option<BorrowedInsert<'a>>,
+    /// The [`ROWS_PER_INSERT`]-row insert.
+    insert: RunInsert<'a>,
 }
 
 impl<'a> TableRows<'a> {
@@ -557,8 +573,7 @@ impl<'a> TableRows<'a> {
             table,
             columns,
             values: Vec::new(),
-            binding: Binding::Copied,
-            insert: None,
+            insert: RunInsert::new(Binding::Copied),
         }
     }
 
@@ -591,23 +606,11 @@ impl<'a> TableRows<'a> {
     /// the rest one by one.
     fn flush(&mut self, conn: &'a Connection) -> StoreResult<()> {
         let width = self.width();
-        let run = width * ROWS_PER_INSERT;
-        if self.binding == Binding::InPlace && self.insert.is_none() && self.values.len() >= run {
+        let mut chunks = self.values.chunks_exact(width * ROWS_PER_INSERT);
+        if chunks.len() > 0 {
             let sql = self.insert_sql(ROWS_PER_INSERT);
-            self.insert = Some(BorrowedInsert::prepare(conn, &sql).map_err(map_err)?);
-        }
-        let mut chunks = self.values.chunks_exact(run);
-        if let Some(insert) = &mut self.insert {
             for chunk in chunks.by_ref() {
-                insert.execute(chunk).map_err(map_err)?;
-            }
-        } else if chunks.len() > 0 {
-            let mut stmt = conn
-                .prepare_cached(&self.insert_sql(ROWS_PER_INSERT))
-                .map_err(map_err)?;
-            for chunk in chunks.by_ref() {
-                stmt.execute(rusqlite::params_from_iter(chunk))
-                    .map_err(map_err)?;
+                self.insert.execute(conn, &sql, chunk).map_err(map_err)?;
             }
         }
         let rest = chunks.remainder();
@@ -684,7 +687,7 @@ impl<'a> PendingIndex<'a> {
     fn new(binding: Binding) -> Self {
         let mut pending = PendingIndex::default();
         for table in &mut pending.tables {
-            table.binding = binding;
+            table.insert = RunInsert::new(binding);
         }
         pending
     }
