@@ -44,6 +44,12 @@ pub enum Condition {
         param: String,
         tests: Vec<EntryTest>,
     },
+    /// Some index entry of a parameter whose name starts with `prefix` passes one of
+    /// `tests`: a composite's entries for one code in any system.
+    MatchPrefixed {
+        prefix: String,
+        tests: Vec<EntryTest>,
+    },
     /// No index entry of `param` passes any of `tests` (`:not`; `:missing=true` with
     /// [`EntryTest::Exists`]).
     NoMatch {

@@ -5,9 +5,11 @@
 //! supported (all but the three-part `MolecularSequence` coordinates and
 //! `DocumentReference-relationship`, whose first component is a reference). Its entries are
 //! the second component's values, stored in that component's table under a parameter name
-//! that carries the first component's token: [`key`] `{code}${system}|{token}`,
-//! `{code}$|{token}` for a token without system, and `{code}$*|{token}` for every token, so
-//! each of the three token forms of a search is one exact parameter name.
+//! that carries the first component's token, code first: [`key`]
+//! `{param}${code}|{system}` (`{param}${code}|` for a token without system). A search naming
+//! the system, or naming none (`|code`), reads one parameter name; a search for the code in
+//! any system reads the names that start with [`any_system`] `{param}${code}|`. In the code,
+//! `\` and `|` are escaped with `\`, so that no code's prefix stands for another code.
 
 use crate::fhirpath::{Item, Subject};
 use crate::search_param::{self, SearchParamDef, SearchParamType};
@@ -34,24 +36,29 @@ pub fn parts(def: &SearchParamDef) -> Option<[SearchParamType; 2]> {
     (first == SearchParamType::Token && indexable).then_some([first, second])
 }
 
-/// How the first component's token appears in an entry's parameter name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySystem<'a> {
-    /// Any system or none (`code`).
-    Any,
-    /// No system (`|code`).
-    None,
-    /// `system|code`.
-    Is(&'a str),
+/// The parameter name of the entries of composite `param` whose first component is the
+/// token `system|code` (`system` `None`: a token without system).
+pub fn key(param: &str, system: Option<&str>, code: &str) -> String {
+    let mut key = any_system(param, code);
+    key.push_str(system.unwrap_or(""));
+    key
 }
 
-/// The parameter name of entries of composite `param` whose first component is `code`.
-pub fn key(param: &str, system: KeySystem<'_>, code: &str) -> String {
-    match system {
-        KeySystem::Any => format!("{param}$*|{code}"),
-        KeySystem::None => format!("{param}$|{code}"),
-        KeySystem::Is(system) => format!("{param}${system}|{code}"),
+/// The start of the parameter names of the entries of composite `param` whose first
+/// component has `code`, in any system or none: every [`key`] of `code` starts with it, and
+/// no key of another code does.
+pub fn any_system(param: &str, code: &str) -> String {
+    let mut key = String::with_capacity(param.len() + code.len() + 2);
+    key.push_str(param);
+    key.push('$');
+    for c in code.chars() {
+        if matches!(c, '\\' | '|') {
+            key.push('\\');
+        }
+        key.push(c);
     }
+    key.push('|');
+    key
 }
 
 /// Adds the entries of one value (`item`) of composite `param`'s expression.
@@ -77,11 +84,7 @@ pub(super) fn add(
     let mut keys: Vec<String> = Vec::new();
     for TokenEntry { system, code, .. } in tokens.tokens {
         let Some(code) = code else { continue };
-        keys.push(key(&param.code, KeySystem::Any, &code));
-        keys.push(match &system {
-            Some(system) => key(&param.code, KeySystem::Is(system), &code),
-            None => key(&param.code, KeySystem::None, &code),
-        });
+        keys.push(key(&param.code, system.as_deref(), &code));
     }
     keys.sort();
     keys.dedup();
@@ -155,13 +158,11 @@ mod tests {
         assert_eq!(
             found,
             [
-                ("component-code-value-quantity$*|8462-4".to_string(), 80.0),
-                ("component-code-value-quantity$*|8480-6".to_string(), 120.0),
+                ("component-code-value-quantity$8462-4|".to_string(), 80.0),
                 (
-                    "component-code-value-quantity$http://loinc.org|8480-6".to_string(),
+                    "component-code-value-quantity$8480-6|http://loinc.org".to_string(),
                     120.0
                 ),
-                ("component-code-value-quantity$|8462-4".to_string(), 80.0),
             ]
         );
         // The Observation itself has no value: no code-value-quantity entries.
@@ -171,5 +172,25 @@ mod tests {
                 .iter()
                 .any(|q| q.param.starts_with("code-value-quantity$"))
         );
+    }
+
+    #[test]
+    fn keys_of_a_code_share_a_prefix_no_other_code_has() {
+        let loinc = key("code-value-quantity", Some("http://loinc.org"), "8480-6");
+        let none = key("code-value-quantity", None, "8480-6");
+        let any = any_system("code-value-quantity", "8480-6");
+        assert_eq!(loinc, "code-value-quantity$8480-6|http://loinc.org");
+        assert_eq!(none, "code-value-quantity$8480-6|");
+        assert!(loinc.starts_with(&any) && none.starts_with(&any));
+        // A code that contains `|` or `\\` cannot pass for a shorter code with a system.
+        let piped = key("p", Some("s"), "a|b");
+        assert_eq!(piped, "p$a\\|b|s");
+        assert!(!piped.starts_with(&any_system("p", "a")));
+        assert!(piped.starts_with(&any_system("p", "a|b")));
+        let slashed = key("p", None, "a\\");
+        assert_eq!(slashed, "p$a\\\\|");
+        assert!(!slashed.starts_with(&any_system("p", "a\\|")));
+        // Nor can a code that another code begins with.
+        assert!(!key("p", None, "8480-6").starts_with(&any_system("p", "8480")));
     }
 }

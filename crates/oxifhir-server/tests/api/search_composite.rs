@@ -94,6 +94,37 @@ fhir_test! {
         ] {
             assert_eq!(s.get(bad).await.status, 400, "{bad}");
         }
+
+        // A code another code begins with, a code without system, a code holding a `|`.
+        let blood_pressure = |id: &str, system: Option<&str>, code: &str, value: f64| {
+            let mut coding = json!({"code": code});
+            if let Some(system) = system {
+                coding["system"] = json!(system);
+            }
+            json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+                "component": [{"code": {"coding": [coding]},
+                    "valueQuantity": {"value": value, "system": UCUM, "code": "mm[Hg]"}}]})
+        };
+        for r in [
+            blood_pressure("bp3", Some(LOINC), "8480", 130.0),
+            blood_pressure("bp4", None, "8480-6", 150.0),
+            blood_pressure("bp5", Some("urn:x"), "a|b", 5.0),
+        ] {
+            let path = format!("Observation/{}", r["id"].as_str().unwrap());
+            assert_eq!(s.put(&path, &r).await.status, 201, "{path}");
+        }
+        expect!(s,
+            "Observation?component-code-value-quantity=8480-6$gt90" => ["bp1", "bp2", "bp4"],
+            "Observation?component-code-value-quantity=|8480-6$gt90" => ["bp4"],
+            "Observation?component-code-value-quantity=http://loinc.org|8480-6$gt90" => ["bp1", "bp2"],
+            "Observation?component-code-value-quantity=8480$gt90" => ["bp3"],
+            "Observation?component-code-value-quantity=http://loinc.org|8480$gt90" => ["bp3"],
+            "Observation?component-code-value-quantity=a\\|b$lt10" => ["bp5"],
+            "Observation?component-code-value-quantity=urn:x|a\\|b$lt10" => ["bp5"],
+            "Observation?component-code-value-quantity=a$lt10" => [],
+            "Observation?combo-code-value-quantity=8480-6$gt140" => ["bp4"],
+        );
     }
 }
 

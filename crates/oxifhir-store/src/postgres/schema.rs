@@ -205,6 +205,9 @@ const MIGRATIONS: &[&str] = &[
     // 6 and 7: the same in both backends.
     crate::sql::migrations::UNION_PARAMETER_ROWS,
     crate::sql::migrations::PARTIAL_REFERENCE_URL_INDEX,
+    // 8: composite entries keyed code first, once per value; parameter names compare
+    // bytewise.
+    crate::sql::migrations::COMPOSITE_KEYS_CODE_FIRST_POSTGRES,
 ];
 
 /// Checks a schema name from configuration: `[a-z0-9_]+`, at most 63 bytes.

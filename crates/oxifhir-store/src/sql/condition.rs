@@ -113,9 +113,15 @@ pub(super) fn condition(binder: &mut Binder, cond: &Condition, scope: &Scope) ->
             format!("({})", parts.join(" OR "))
         }
         Condition::All(conditions) => format!("({})", all(binder, conditions, scope)),
-        Condition::Match { param, tests } => entries(binder, param, tests, scope),
+        Condition::Match { param, tests } => entries(binder, ParamName::Is(param), tests, scope),
+        Condition::MatchPrefixed { prefix, tests } => {
+            entries(binder, ParamName::StartsWith(prefix), tests, scope)
+        }
         Condition::NoMatch { param, tests } => {
-            format!("NOT ({})", entries(binder, param, tests, scope))
+            format!(
+                "NOT ({})",
+                entries(binder, ParamName::Is(param), tests, scope)
+            )
         }
         Condition::Chain {
             param,
@@ -176,8 +182,32 @@ pub(super) fn condition(binder: &mut Binder, cond: &Condition, scope: &Scope) ->
     }
 }
 
+/// The parameter (or parameters) whose index entries a match reads.
+#[derive(Debug, Clone, Copy)]
+enum ParamName<'a> {
+    /// This parameter.
+    Is(&'a str),
+    /// Every parameter whose name starts with this.
+    StartsWith(&'a str),
+}
+
+impl ParamName<'_> {
+    /// The predicate on `column`, a parameter name.
+    fn filter(self, binder: &mut Binder, column: &str) -> String {
+        match self {
+            ParamName::Is(param) => format!("{column} = {}", binder.text(param)),
+            ParamName::StartsWith(prefix) => starts_with(binder, column, prefix),
+        }
+    }
+}
+
 /// Some entry of `param` passes one of `tests` (tests on different tables are alternatives).
-fn entries(binder: &mut Binder, param: &str, tests: &[EntryTest], scope: &Scope) -> String {
+fn entries(
+    binder: &mut Binder,
+    param: ParamName<'_>,
+    tests: &[EntryTest],
+    scope: &Scope,
+) -> String {
     let alternatives: Vec<String> = entry_filters(binder, param, tests)
         .into_iter()
         .map(|f| {
@@ -213,7 +243,11 @@ struct EntryFilter {
 }
 
 /// One [`EntryFilter`] per index table the tests of `param` touch.
-fn entry_filters(binder: &mut Binder, param: &str, tests: &[EntryTest]) -> Vec<EntryFilter> {
+fn entry_filters(
+    binder: &mut Binder,
+    param: ParamName<'_>,
+    tests: &[EntryTest],
+) -> Vec<EntryFilter> {
     let mut tables: Vec<IndexTable> = Vec::new();
     for test in tests {
         if !tables.contains(&test.table()) {
@@ -223,16 +257,16 @@ fn entry_filters(binder: &mut Binder, param: &str, tests: &[EntryTest]) -> Vec<E
     let mut filters = Vec::with_capacity(tables.len());
     for table in tables {
         let e = binder.alias("e");
-        let p = binder.text(param);
+        let p = param.filter(binder, &format!("{e}.param"));
         let checks: Vec<String> = tests
             .iter()
             .filter(|t| t.table() == table)
             .map(|t| test(binder, &e, t))
             .collect();
         let filter = if checks.iter().any(|c| c == "1=1") {
-            format!("{e}.param = {p}")
+            p
         } else {
-            format!("{e}.param = {p} AND ({})", checks.join(" OR "))
+            format!("{p} AND ({})", checks.join(" OR "))
         };
         filters.push(EntryFilter {
             table: table.table_name(),
@@ -244,13 +278,16 @@ fn entry_filters(binder: &mut Binder, param: &str, tests: &[EntryTest]) -> Vec<E
     filters
 }
 
-/// The `(param, tests)` of the [`Condition::Match`]es that `cond` is any one of: itself, or
-/// the members of a [`Condition::Any`] made of matches alone (a union parameter's parts);
-/// empty for other conditions.
-fn alternative_matches(cond: &Condition) -> Vec<(&str, &[EntryTest])> {
-    fn as_match(c: &Condition) -> Option<(&str, &[EntryTest])> {
+/// The `(param, tests)` of the matches ([`Condition::Match`], [`Condition::MatchPrefixed`])
+/// that `cond` is any one of: itself, or the members of a [`Condition::Any`] made of matches
+/// alone (a union parameter's parts); empty for other conditions.
+fn alternative_matches(cond: &Condition) -> Vec<(ParamName<'_>, &[EntryTest])> {
+    fn as_match(c: &Condition) -> Option<(ParamName<'_>, &[EntryTest])> {
         match c {
-            Condition::Match { param, tests } => Some((param.as_str(), tests.as_slice())),
+            Condition::Match { param, tests } => Some((ParamName::Is(param), tests.as_slice())),
+            Condition::MatchPrefixed { prefix, tests } => {
+                Some((ParamName::StartsWith(prefix), tests.as_slice()))
+            }
             _ => None,
         }
     }

@@ -23,6 +23,94 @@ pub(crate) const PARTIAL_REFERENCE_URL_INDEX: &str = "
         WHERE url IS DISTINCT FROM (target_type || '/' || target_id);
 ";
 
+/// One index table's part of [`composite_keys_code_first!`]; `$pos` is the dialect's
+/// function for the position of a text in another (`instr`, `strpos`).
+macro_rules! composite_keys_of {
+    ($pos:literal, $table:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ",
+            $pos,
+            "(param, '$') > 0
+                AND substr(param, ",
+            $pos,
+            "(param, '$'), 3) = '$*|';
+            UPDATE ",
+            $table,
+            " SET param = substr(param, 1, ",
+            $pos,
+            "(param, '$'))
+                || replace(replace(substr(param, ",
+            $pos,
+            "(param, '$') + 1
+                    + ",
+            $pos,
+            "(substr(param, ",
+            $pos,
+            "(param, '$') + 1), '|')), '\\', '\\\\'),
+                    '|', '\\|')
+                || '|'
+                || substr(param, ",
+            $pos,
+            "(param, '$') + 1,
+                    ",
+            $pos,
+            "(substr(param, ",
+            $pos,
+            "(param, '$') + 1), '|') - 1)
+            WHERE ",
+            $pos,
+            "(param, '$') > 0
+                AND ",
+            $pos,
+            "(substr(param, ",
+            $pos,
+            "(param, '$') + 1), '|') > 0;
+            "
+        )
+    };
+}
+
+/// The migration that keys composite entries code first
+/// (`oxifhir_model::index::composite::key`), once per value: the `{param}$*|{code}` rows,
+/// which repeated every value for searches naming no system, go (such a search now reads the
+/// names that start with `{param}${code}|`), and `{param}${system}|{code}` becomes
+/// `{param}${code}|{system}`, with `\` and `|` of the code escaped by `\`. Only composites
+/// have a `$` in their parameter name.
+macro_rules! composite_keys_code_first {
+    ($pos:literal) => {
+        concat!(
+            composite_keys_of!($pos, "idx_string"),
+            composite_keys_of!($pos, "idx_token"),
+            composite_keys_of!($pos, "idx_reference"),
+            composite_keys_of!($pos, "idx_date"),
+            composite_keys_of!($pos, "idx_number"),
+            composite_keys_of!($pos, "idx_quantity"),
+            composite_keys_of!($pos, "idx_uri"),
+        )
+    };
+}
+
+/// [`composite_keys_code_first!`] for SQLite (its migration 9).
+pub(crate) const COMPOSITE_KEYS_CODE_FIRST_SQLITE: &str = composite_keys_code_first!("instr");
+
+/// [`composite_keys_code_first!`] for PostgreSQL (its migration 8), after every `param`
+/// column compares bytewise (`COLLATE "C"`), as a search for the names that start with a
+/// text needs.
+pub(crate) const COMPOSITE_KEYS_CODE_FIRST_POSTGRES: &str = concat!(
+    r#"
+    ALTER TABLE idx_string ALTER COLUMN param TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_token ALTER COLUMN param TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_reference ALTER COLUMN param TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_date ALTER COLUMN param TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_number ALTER COLUMN param TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_quantity ALTER COLUMN param TYPE TEXT COLLATE "C";
+    ALTER TABLE idx_uri ALTER COLUMN param TYPE TEXT COLLATE "C";
+    "#,
+    composite_keys_code_first!("strpos")
+);
+
 #[cfg(test)]
 mod tests {
     use super::PARTIAL_REFERENCE_URL_INDEX;

@@ -344,6 +344,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX resources_seq_idx ON resources (resource_type, seq);
     CREATE INDEX resources_updated_idx ON resources (resource_type, last_updated, id, method);
     ",
+    // 9: composite entries keyed code first, once per value.
+    crate::sql::migrations::COMPOSITE_KEYS_CODE_FIRST_SQLITE,
 ];
 
 /// The settings a bulk load changes on the writer connection, as they normally are.
@@ -535,7 +537,10 @@ mod tests {
         .expect("rows in the old layout");
         let before = resource_rows(&conn);
 
-        assert_eq!(migrate(&mut conn).expect("migrate"), 8);
+        assert_eq!(
+            migrate(&mut conn).expect("migrate"),
+            MIGRATIONS.len() as i64
+        );
 
         assert_eq!(resource_rows(&conn), before);
         let keyed: i64 = conn

@@ -3,7 +3,7 @@
 //! (`subject:Patient.name=x`) and a reverse chain (`_has:Observation:subject:code=x`).
 //! Repeated parameters are separate conditions, all of which must hold.
 
-use oxifhir_model::index::composite::{self, KeySystem};
+use oxifhir_model::index::composite;
 use oxifhir_model::resource_type;
 use oxifhir_model::search_param::{self, SearchParamDef, SearchParamType};
 use oxifhir_store::{Condition, DateTest, EntryTest, Prefix, TokenSystem, TokenTest, UriTest};
@@ -113,27 +113,33 @@ fn on_parts(condition: Condition, code: &str, parts: &[&str]) -> Condition {
             .filter(|rest| rest.is_empty() || rest.starts_with(['$', ':']))
             .map(str::to_owned)
     };
-    let each = |suffix: String, tests: &[EntryTest], negated: bool| -> Vec<Condition> {
+    let each = |suffix: String,
+                tests: &[EntryTest],
+                on_part: fn(String, Vec<EntryTest>) -> Condition|
+     -> Vec<Condition> {
         parts
             .iter()
-            .map(|part| {
-                let param = format!("{part}{suffix}");
-                let tests = tests.to_vec();
-                if negated {
-                    Condition::NoMatch { param, tests }
-                } else {
-                    Condition::Match { param, tests }
-                }
-            })
+            .map(|part| on_part(format!("{part}{suffix}"), tests.to_vec()))
             .collect()
     };
     match condition {
         Condition::Match { param, tests } => match suffix_of(&param) {
-            Some(suffix) => Condition::Any(each(suffix, &tests, false)),
+            Some(suffix) => Condition::Any(each(suffix, &tests, |param, tests| Condition::Match {
+                param,
+                tests,
+            })),
             None => Condition::Match { param, tests },
         },
+        Condition::MatchPrefixed { prefix, tests } => match suffix_of(&prefix) {
+            Some(suffix) => Condition::Any(each(suffix, &tests, |prefix, tests| {
+                Condition::MatchPrefixed { prefix, tests }
+            })),
+            None => Condition::MatchPrefixed { prefix, tests },
+        },
         Condition::NoMatch { param, tests } => match suffix_of(&param) {
-            Some(suffix) => Condition::All(each(suffix, &tests, true)),
+            Some(suffix) => Condition::All(each(suffix, &tests, |param, tests| {
+                Condition::NoMatch { param, tests }
+            })),
             None => Condition::NoMatch { param, tests },
         },
         Condition::Any(list) => {
@@ -386,7 +392,8 @@ impl<'a> Parser<'a> {
     }
 
     /// One composite value `token$value`: the second component's test on the entries keyed
-    /// by the first component's token ([`composite::key`]).
+    /// by the first component's token ([`composite::key`]; by its code alone when it names no
+    /// system, [`composite::any_system`]).
     fn composite(&self, def: &SearchParamDef, value: &str) -> ApiResult<Condition> {
         let name = def.code.as_str();
         let bad = |what: &str| {
@@ -402,13 +409,10 @@ impl<'a> Parser<'a> {
         let [first_text, second_text] = split_unescaped(value, '$')[..] else {
             return Err(bad("a composite value is token$value"));
         };
-        let key = match values::token(name, first_text, None)? {
-            EntryTest::Token(TokenTest::Code { system, code }) => match system {
-                TokenSystem::Any => composite::key(name, KeySystem::Any, &code),
-                TokenSystem::None => composite::key(name, KeySystem::None, &code),
-                TokenSystem::Is(s) => composite::key(name, KeySystem::Is(&s), &code),
-            },
-            _ => return Err(bad("the first part needs a code")),
+        let EntryTest::Token(TokenTest::Code { system, code }) =
+            values::token(name, first_text, None)?
+        else {
+            return Err(bad("the first part needs a code"));
         };
         let test = match second {
             SearchParamType::Token => values::token(name, second_text, None)?,
@@ -422,9 +426,20 @@ impl<'a> Parser<'a> {
                 return Err(bad("this composite is not supported"));
             }
         };
-        Ok(Condition::Match {
-            param: key,
-            tests: vec![test],
+        let tests = vec![test];
+        Ok(match system {
+            TokenSystem::Any => Condition::MatchPrefixed {
+                prefix: composite::any_system(name, &code),
+                tests,
+            },
+            TokenSystem::None => Condition::Match {
+                param: composite::key(name, None, &code),
+                tests,
+            },
+            TokenSystem::Is(system) => Condition::Match {
+                param: composite::key(name, Some(&system), &code),
+                tests,
+            },
         })
     }
 
