@@ -380,6 +380,19 @@ async fn concurrent_writers_one_wins(h: Harness) {
     }
 }
 
+/// A quantity entry of `param`: `value` mm[Hg], give or take half of one.
+fn pressure(param: &str, value: f64) -> QuantityEntry {
+    QuantityEntry {
+        param: param.into(),
+        value,
+        low: value - 0.5,
+        high: value + 0.5,
+        system: Some("http://unitsofmeasure.org".into()),
+        code: Some("mm[Hg]".into()),
+        unit: None,
+    }
+}
+
 /// Migration 6 deletes the index rows of `Observation`'s `combo-*` parameters (searched
 /// through their parts since) and no others.
 async fn migration_6_drops_the_rows_of_union_parameters(h: Harness) {
@@ -389,15 +402,7 @@ async fn migration_6_drops_the_rows_of_union_parameters(h: Harness) {
         code: Some("8480-6".into()),
         text: None,
     };
-    let quantity = |param: &str| QuantityEntry {
-        param: param.into(),
-        value: 120.0,
-        low: 119.5,
-        high: 120.5,
-        system: Some("http://unitsofmeasure.org".into()),
-        code: Some("mm[Hg]".into()),
-        unit: None,
-    };
+    let quantity = |param: &str| pressure(param, 120.0);
     let index = IndexEntries {
         tokens: vec![
             token("code"),
@@ -442,15 +447,6 @@ async fn migration_6_drops_the_rows_of_union_parameters(h: Harness) {
 /// code escaped), and leaves other parameters alone; a search then finds the rows by their
 /// new names.
 async fn composite_keys_migrate_code_first(h: Harness) {
-    let quantity = |param: &str, value: f64| QuantityEntry {
-        param: param.into(),
-        value,
-        low: value - 0.5,
-        high: value + 0.5,
-        system: Some("http://unitsofmeasure.org".into()),
-        code: Some("mm[Hg]".into()),
-        unit: None,
-    };
     let token = |param: &str| TokenEntry {
         param: param.into(),
         system: Some("http://snomed.info/sct".into()),
@@ -464,12 +460,12 @@ async fn composite_keys_migrate_code_first(h: Harness) {
             token("code-value-concept$http://loinc.org|8480-6"),
         ],
         quantities: vec![
-            quantity("value-quantity", 120.0),
-            quantity("code-value-quantity$*|8480-6", 120.0),
-            quantity("code-value-quantity$http://loinc.org|8480-6", 120.0),
-            quantity("component-code-value-quantity$*|8462-4", 80.0),
-            quantity("component-code-value-quantity$|8462-4", 80.0),
-            quantity("component-code-value-quantity$urn:x|a|b\\c", 1.0),
+            pressure("value-quantity", 120.0),
+            pressure("code-value-quantity$*|8480-6", 120.0),
+            pressure("code-value-quantity$http://loinc.org|8480-6", 120.0),
+            pressure("component-code-value-quantity$*|8462-4", 80.0),
+            pressure("component-code-value-quantity$|8462-4", 80.0),
+            pressure("component-code-value-quantity$urn:x|a|b\\c", 1.0),
         ],
         ..Default::default()
     };
