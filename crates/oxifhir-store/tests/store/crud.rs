@@ -380,6 +380,16 @@ async fn concurrent_writers_one_wins(h: Harness) {
     }
 }
 
+/// A token entry of `param`: `system|code`, without text.
+fn coded(param: &str, system: &str, code: &str) -> TokenEntry {
+    TokenEntry {
+        param: param.into(),
+        system: Some(system.into()),
+        code: Some(code.into()),
+        text: None,
+    }
+}
+
 /// A quantity entry of `param`: `value` mm[Hg], give or take half of one.
 fn pressure(param: &str, value: f64) -> QuantityEntry {
     QuantityEntry {
@@ -396,12 +406,7 @@ fn pressure(param: &str, value: f64) -> QuantityEntry {
 /// Migration 6 deletes the index rows of `Observation`'s `combo-*` parameters (searched
 /// through their parts since) and no others.
 async fn migration_6_drops_the_rows_of_union_parameters(h: Harness) {
-    let token = |param: &str| TokenEntry {
-        param: param.into(),
-        system: Some("http://loinc.org".into()),
-        code: Some("8480-6".into()),
-        text: None,
-    };
+    let token = |param: &str| coded(param, "http://loinc.org", "8480-6");
     let quantity = |param: &str| pressure(param, 120.0);
     let index = IndexEntries {
         tokens: vec![
@@ -447,12 +452,7 @@ async fn migration_6_drops_the_rows_of_union_parameters(h: Harness) {
 /// code escaped), and leaves other parameters alone; a search then finds the rows by their
 /// new names.
 async fn composite_keys_migrate_code_first(h: Harness) {
-    let token = |param: &str| TokenEntry {
-        param: param.into(),
-        system: Some("http://snomed.info/sct".into()),
-        code: Some("373066001".into()),
-        text: None,
-    };
+    let token = |param: &str| coded(param, "http://snomed.info/sct", "373066001");
     let index = IndexEntries {
         tokens: vec![
             token("code"),
